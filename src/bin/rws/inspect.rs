@@ -1,0 +1,139 @@
+//! `rws inspect`: what a `.rws` file holds, for people (a table) or tools (`--json`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use rws::format::{DType, SignatureFile, TensorEntry};
+use serde::Serialize;
+
+/// Show a signature file's metadata and, per tensor, its shape, dtype, scale range, quantization
+/// error and norm. The file is fully validated first (checksums included).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The `.rws` file(s) to inspect.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print one JSON object per file (one per line) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    file: String,
+    file_len: usize,
+    version: u32,
+    fingerprint: String,
+    metadata: &'a rws::Metadata,
+    params: usize,
+    tensors: Vec<TensorReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct TensorReport<'a> {
+    name: &'a str,
+    shape: &'a [usize],
+    dtype: DType,
+    role: rws::Role,
+    payload_bytes: usize,
+    scale_min: Option<f32>,
+    scale_max: Option<f32>,
+    l2_norm: f32,
+    max_abs_err: f32,
+    rel_l2_err: f32,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    for path in &args.files {
+        let sig = SignatureFile::open(path)?;
+        let report = report(&sig);
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print_table(&report);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(sig: &SignatureFile) -> Report<'_> {
+    Report {
+        file: sig.path().display().to_string(),
+        file_len: sig.file_len(),
+        version: sig.version(),
+        fingerprint: format!("{:08x}", sig.fingerprint()),
+        metadata: sig.metadata(),
+        params: sig.tensors().iter().map(TensorEntry::numel).sum(),
+        tensors: sig.tensors().iter().map(tensor_report).collect(),
+    }
+}
+
+fn tensor_report(t: &TensorEntry) -> TensorReport<'_> {
+    let min = t.scales.iter().copied().reduce(f32::min);
+    let max = t.scales.iter().copied().reduce(f32::max);
+    TensorReport {
+        name: &t.name,
+        shape: &t.shape,
+        dtype: t.dtype,
+        role: t.role,
+        payload_bytes: t.len,
+        scale_min: min,
+        scale_max: max,
+        l2_norm: t.stats.l2_norm,
+        max_abs_err: t.stats.max_abs_err,
+        rel_l2_err: t.stats.rel_l2_err,
+    }
+}
+
+fn print_table(r: &Report<'_>) {
+    let m = r.metadata;
+    println!(
+        "file         {} ({} bytes, format v{})",
+        r.file, r.file_len, r.version
+    );
+    let group = if m.group.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", m.group)
+    };
+    println!(
+        "corruption   {}{group}, trained at severity {}",
+        m.corruption, m.severity
+    );
+    println!(
+        "source       model '{}', dataset '{}'",
+        m.source_model, m.source_dataset
+    );
+    println!("method       {} over {} layer(s)", m.method, m.layers);
+    println!("written by   {}", m.tool);
+    println!("fingerprint  {}", r.fingerprint);
+    println!("tensors      {} ({} parameters)", r.tensors.len(), r.params);
+    let width = r
+        .tensors
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "  {:width$}  {:18} {:5} {:>21}  {:>10}  {:>10}  {:>9}",
+        "name", "shape", "dtype", "scale range", "l2 norm", "max |err|", "rel L2"
+    );
+    for t in &r.tensors {
+        let scales = match (t.scale_min, t.scale_max) {
+            (Some(lo), Some(hi)) => format!("{lo:.3e}..{hi:.3e}"),
+            _ => "-".to_string(),
+        };
+        println!(
+            "  {:width$}  {:18} {:5} {:>21}  {:>10.4e}  {:>10.3e}  {:>9.2e}",
+            t.name,
+            format!("{:?}", t.shape),
+            t.dtype.to_string(),
+            scales,
+            t.l2_norm,
+            t.max_abs_err,
+            t.rel_l2_err
+        );
+    }
+}

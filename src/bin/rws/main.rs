@@ -1,0 +1,43 @@
+//! `rws`: the offline and maintenance command line for Robust Weight Signatures.
+//!
+//! Each subcommand lives in its own module and returns an exit status; errors are reported here,
+//! once, with their context chain. Exit codes: 0 success, 1 a check found problems (e.g. `verify`
+//! mismatches), 2 an error (bad input, unreadable file).
+
+mod inspect;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Robust Weight Signatures: inspect, verify and (later) extract and apply weight patches that give
+/// vision models robustness to weather and camera faults.
+#[derive(Parser, Debug)]
+#[command(name = "rws", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Inspect(inspect::Args),
+    Verify(verify::Args),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Verify(args) => verify::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("rws: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

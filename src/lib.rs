@@ -1,0 +1,26 @@
+//! rws: Robust Weight Signatures for edge vision models.
+//!
+//! A Robust Weight Signature (Cai, Zhang, Wang, ICML 2023) is the part of a robust model's weight
+//! change that is orthogonal to ordinary training: `RWS_c = d_c − proj_{d_std}(d_c)` on the
+//! shallowest layers. Adding `α · RWS_c` to a clean model's weights gives it robustness to
+//! corruption `c`; setting α back to 0 restores the clean model exactly.
+//!
+//! The library is usable without the daemon:
+//! - [`format`]: the `.rws` file (write, validate, use in place from a memory map);
+//! - [`quant`]: i8 per-channel / f16 / f32 quantization and its error;
+//! - [`patch`]: the patch engine, `clean + Σ α·signature` into preallocated buffers;
+//! - [`onnx`]: reading and rewriting ONNX initializers;
+//! - [`compat`]: does a signature fit a model;
+//! - [`rng`]: the seeded generator behind every random choice;
+//! - [`bench`]: timings of the patch kernel against memcpy.
+
+pub mod bench;
+pub mod compat;
+pub mod format;
+pub mod onnx;
+pub mod patch;
+pub mod quant;
+pub mod rng;
+
+pub use format::{DType, Metadata, Role, SignatureFile};
+pub use patch::{patch_into, Patcher, Term};

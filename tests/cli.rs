@@ -1,0 +1,119 @@
+//! The `rws` binary as a user runs it: `inspect` and `verify`, on good and damaged files.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use rws::format::DType;
+
+fn rws(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rws"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn inspect_json_is_one_parseable_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "fog.rws", &encode(1, DType::I8));
+    let (code, out, err) = rws(&["inspect", "--json", &f]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["metadata"]["corruption"], "fog");
+    assert_eq!(v["tensors"].as_array().unwrap().len(), 4);
+    assert_eq!(v["tensors"][0]["shape"], serde_json::json!([8, 3, 3, 3]));
+    assert_eq!(v["tensors"][0]["dtype"], "i8");
+    assert!(v["tensors"][0]["rel_l2_err"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["params"], 8 * 27 + 8 + 16 * 72 + 16);
+    // The human table names each tensor.
+    let (code, out, _) = rws(&["inspect", &f]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("conv1.weight") && out.contains("fog (weather)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn damaged_copies_are_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = encode(2, DType::I8);
+    let truncated = write(dir.path(), "truncated.rws", &good[..good.len() - 100]);
+    let mut flipped = good.clone();
+    let n = flipped.len();
+    flipped[n - 7] ^= 0x04;
+    let flipped = write(dir.path(), "flipped.rws", &flipped);
+    for f in [&truncated, &flipped] {
+        let (code, out, err) = rws(&["inspect", "--json", f]);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains(f.as_str()), "error must name {f}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn verify_accepts_the_right_model_and_lists_mismatches_for_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let sig = write(dir.path(), "fog.rws", &encode(3, DType::I8));
+    let model = write(dir.path(), "clean.onnx", &small_cnn_onnx(1, false));
+    let wide = write(dir.path(), "wide.onnx", &small_cnn_onnx(1, true));
+    let (code, out, err) = rws(&["verify", &sig, "--model", &model]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok:"), "{out}");
+    let (code, out, _) = rws(&["verify", &sig, "--model", &wide]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("'conv1.weight': model has shape [32, 8, 3, 3], signature has [16, 8, 3, 3]"),
+        "{out}"
+    );
+    assert!(out.contains("'conv1.bias'"), "{out}");
+    assert!(
+        !out.contains("'conv0.weight'"),
+        "conv0 matches and must not be listed: {out}"
+    );
+}
+
+#[test]
+fn verify_refuses_a_file_that_is_not_onnx() {
+    let dir = tempfile::tempdir().unwrap();
+    let sig = write(dir.path(), "fog.rws", &encode(3, DType::I8));
+    let junk = write(
+        dir.path(),
+        "model.onnx",
+        b"this is not a protobuf model at all\n",
+    );
+    let (code, _, err) = rws(&["verify", &sig, "--model", &junk]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("model.onnx") && err.contains("not an ONNX model"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["inspect", "--help"],
+        vec!["verify", "--help"],
+    ] {
+        let (code, out, _) = rws(&args);
+        assert_eq!(code, 0);
+        assert!(out.contains("Usage"), "{out}");
+    }
+}
