@@ -11,12 +11,18 @@
 //! - [`patch`]: the patch engine, `clean + Σ α·signature` into preallocated buffers;
 //! - [`onnx`]: reading and rewriting ONNX initializers;
 //! - [`compat`]: does a signature fit a model;
+//! - [`image`]: RGB images in [0, 1], PNG/JPEG in and out;
+//! - [`corrupt`]: the 19 Hendrycks–Dietterich corruptions, CIFAR-10-C and ImageNet-C constants;
+//! - [`data`]: MNIST-5k and sklearn digits with fixed splits, as 32×32×3 images;
 //! - [`rng`]: the seeded generator behind every random choice;
 //! - [`bench`]: timings of the patch kernel against memcpy.
 
 pub mod bench;
 pub mod compat;
+pub mod corrupt;
+pub mod data;
 pub mod format;
+pub mod image;
 pub mod onnx;
 pub mod patch;
 pub mod quant;

@@ -117,3 +117,44 @@ fn every_command_has_help() {
         assert!(out.contains("Usage"), "{out}");
     }
 }
+
+#[test]
+fn corrupt_writes_a_deterministic_image_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/corruptions/input_coffee.png"
+    );
+    let a = dir.path().join("a.png").to_string_lossy().into_owned();
+    let b = dir.path().join("b.png").to_string_lossy().into_owned();
+    for out in [&a, &b] {
+        let (code, _, err) = rws(&[
+            "corrupt",
+            "--type",
+            "snow",
+            "--severity",
+            "4",
+            "--seed",
+            "9",
+            input,
+            out,
+        ]);
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let out = rws::image::Image::open(&a).unwrap();
+    assert_eq!((out.height, out.width), (128, 128));
+    let (code, _, err) = rws(&["corrupt", "--type", "fog", "--severity", "6", input, &a]);
+    assert_eq!(code, 2, "{err}");
+    let tiny = dir.path().join("tiny.png");
+    rws::image::Image::new(20, 20).save(&tiny).unwrap();
+    let (code, _, err) = rws(&["corrupt", "-t", "fog", tiny.to_str().unwrap(), &a]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tiny.png") && err.contains("at least 32x32"),
+        "{err}"
+    );
+    let (code, out, _) = rws(&["corrupt", "--list"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 19);
+}

@@ -7,6 +7,8 @@ use anyhow::Result;
 use rws::format::{DType, SignatureFile, TensorEntry};
 use serde::Serialize;
 
+/// Show what a signature file holds.
+///
 /// Show a signature file's metadata and, per tensor, its shape, dtype, scale range, quantization
 /// error and norm. The file is fully validated first (checksums included).
 #[derive(clap::Args, Debug)]

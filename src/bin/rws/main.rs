@@ -4,6 +4,7 @@
 //! once, with their context chain. Exit codes: 0 success, 1 a check found problems (e.g. `verify`
 //! mismatches), 2 an error (bad input, unreadable file).
 
+mod corrupt;
 mod inspect;
 mod verify;
 
@@ -11,8 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Robust Weight Signatures: inspect, verify and (later) extract and apply weight patches that give
-/// vision models robustness to weather and camera faults.
+/// Robust Weight Signatures: inspect and verify weight patches that give vision models robustness to
+/// weather and camera faults, and make the corrupted images they are trained and tested on.
 #[derive(Parser, Debug)]
 #[command(name = "rws", version, about, long_about = None)]
 struct Cli {
@@ -23,6 +24,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     Inspect(inspect::Args),
+    Corrupt(corrupt::Args),
     Verify(verify::Args),
 }
 
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Corrupt(args) => corrupt::run(&args),
         Command::Verify(args) => verify::run(&args),
     };
     match result {

@@ -7,6 +7,8 @@ use anyhow::Result;
 use rws::onnx::OnnxModel;
 use rws::SignatureFile;
 
+/// Check that signatures fit a model.
+///
 /// Check that each signature patches only tensors that exist in the model, as f32 initializers of
 /// the same shape. Exit 0 if all fit; exit 1 and list every mismatch otherwise.
 #[derive(clap::Args, Debug)]
