@@ -9,6 +9,7 @@
 //! - [`format`]: the `.rws` file (write, validate, use in place from a memory map);
 //! - [`quant`]: i8 per-channel / f16 / f32 quantization and its error;
 //! - [`patch`]: the patch engine, `clean + Σ α·signature` into preallocated buffers;
+//! - [`extract`]: signatures from θ0, θstd and robust models (the projection residual);
 //! - [`onnx`]: reading and rewriting ONNX initializers;
 //! - [`compat`]: does a signature fit a model;
 //! - [`image`]: RGB images in [0, 1], PNG/JPEG in and out;
@@ -21,6 +22,7 @@ pub mod bench;
 pub mod compat;
 pub mod corrupt;
 pub mod data;
+pub mod extract;
 pub mod format;
 pub mod image;
 pub mod onnx;

@@ -118,9 +118,15 @@ fn input(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
 /// A runnable ONNX model (conv-relu-conv-relu-flatten-gemm on 1×3×8×8) whose conv tensors are
 /// exactly `small_layers()`, or, with `wide = true`, an architecture whose conv1 has 32 channels.
 pub fn small_cnn_onnx(seed: u64, wide: bool) -> Vec<u8> {
+    cnn_onnx(seed, wide, false, 0.1)
+}
+
+/// The same network, optionally with a BatchNormalization after conv0 (`bn.scale`, `bn.bias`,
+/// `bn.mean`, `bn.var`), weights drawn with standard deviation `scale`.
+pub fn cnn_onnx(seed: u64, wide: bool, bn: bool, scale: f64) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     let c1 = if wide { 32 } else { 16 };
-    let layers: Vec<(&str, Vec<usize>)> = vec![
+    let mut layers: Vec<(&str, Vec<usize>)> = vec![
         ("conv0.weight", vec![8, 3, 3, 3]),
         ("conv0.bias", vec![8]),
         ("conv1.weight", vec![c1, 8, 3, 3]),
@@ -128,12 +134,30 @@ pub fn small_cnn_onnx(seed: u64, wide: bool) -> Vec<u8> {
         ("fc.weight", vec![10, c1 * 64]),
         ("fc.bias", vec![10]),
     ];
-    let initializers = layers
+    if bn {
+        for n in ["bn.scale", "bn.bias", "bn.mean"] {
+            layers.push((n, vec![8]));
+        }
+    }
+    let mut initializers: Vec<pb::TensorProto> = layers
         .iter()
-        .map(|(n, s)| initializer(n, s, &random_tensor(&mut rng, s, 0.1)))
+        .map(|(n, s)| initializer(n, s, &random_tensor(&mut rng, s, scale)))
         .collect();
     let mut conv0 = node("Conv", &["x", "conv0.weight", "conv0.bias"], &["c0"]);
     conv0.attribute = vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])];
+    let mut nodes = vec![conv0];
+    let relu_in = if bn {
+        let var: Vec<f32> = (0..8).map(|_| (1.0 + rng.uniform()) as f32).collect();
+        initializers.push(initializer("bn.var", &[8], &var));
+        nodes.push(node(
+            "BatchNormalization",
+            &["c0", "bn.scale", "bn.bias", "bn.mean", "bn.var"],
+            &["b0"],
+        ));
+        "b0"
+    } else {
+        "c0"
+    };
     let mut conv1 = node("Conv", &["r0", "conv1.weight", "conv1.bias"], &["c1"]);
     conv1.attribute = vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])];
     let mut gemm = node("Gemm", &["f", "fc.weight", "fc.bias"], &["logits"]);
@@ -143,16 +167,16 @@ pub fn small_cnn_onnx(seed: u64, wide: bool) -> Vec<u8> {
         i: 1,
         ..Default::default()
     }];
+    nodes.extend([
+        node("Relu", &[relu_in], &["r0"]),
+        conv1,
+        node("Relu", &["c1"], &["r1"]),
+        node("Flatten", &["r1"], &["f"]),
+        gemm,
+    ]);
     let graph = pb::GraphProto {
         name: "small_cnn".into(),
-        node: vec![
-            conv0,
-            node("Relu", &["c0"], &["r0"]),
-            conv1,
-            node("Relu", &["c1"], &["r1"]),
-            node("Flatten", &["r1"], &["f"]),
-            gemm,
-        ],
+        node: nodes,
         initializer: initializers,
         input: vec![input("x", &[1, 3, 8, 8])],
         output: vec![input("logits", &[1, 10])],

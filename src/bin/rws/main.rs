@@ -5,7 +5,9 @@
 //! mismatches), 2 an error (bad input, unreadable file).
 
 mod corrupt;
+mod extract;
 mod inspect;
+mod patch;
 mod verify;
 
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ struct Cli {
 enum Command {
     Inspect(inspect::Args),
     Corrupt(corrupt::Args),
+    Extract(extract::Args),
+    Patch(patch::Args),
     Verify(verify::Args),
 }
 
@@ -34,6 +38,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Corrupt(args) => corrupt::run(&args),
+        Command::Extract(args) => extract::run(&args),
+        Command::Patch(args) => patch::run(&args),
         Command::Verify(args) => verify::run(&args),
     };
     match result {
