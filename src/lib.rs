@@ -10,25 +10,36 @@
 //! - [`quant`]: i8 per-channel / f16 / f32 quantization and its error;
 //! - [`patch`]: the patch engine, `clean + Σ α·signature` into preallocated buffers;
 //! - [`extract`]: signatures from θ0, θstd and robust models (the projection residual);
+//! - [`manifest`]: which signature file serves which corruption, with checksums;
 //! - [`onnx`]: reading and rewriting ONNX initializers;
 //! - [`compat`]: does a signature fit a model;
 //! - [`image`]: RGB images in [0, 1], PNG/JPEG in and out;
 //! - [`corrupt`]: the 19 Hendrycks–Dietterich corruptions, CIFAR-10-C and ImageNet-C constants;
 //! - [`data`]: MNIST-5k and sklearn digits with fixed splits, as 32×32×3 images;
 //! - [`rng`]: the seeded generator behind every random choice;
+//! - [`apply`]: signatures applied to a whole ONNX model (`rws patch`);
+//! - [`arch`]: VGG-style architectures and their ONNX export;
+//! - [`eval`]: accuracy of an ONNX classifier with tract, clean and corrupted;
+//! - [`train`] (feature `train`): candle training from a shared init;
 //! - [`bench`]: timings of the patch kernel against memcpy.
 
+pub mod apply;
+pub mod arch;
 pub mod bench;
 pub mod compat;
 pub mod corrupt;
 pub mod data;
+pub mod eval;
 pub mod extract;
 pub mod format;
 pub mod image;
+pub mod manifest;
 pub mod onnx;
 pub mod patch;
 pub mod quant;
 pub mod rng;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use format::{DType, Metadata, Role, SignatureFile};
 pub use patch::{patch_into, Patcher, Term};

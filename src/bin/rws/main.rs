@@ -5,9 +5,12 @@
 //! mismatches), 2 an error (bad input, unreadable file).
 
 mod corrupt;
+mod eval;
 mod extract;
 mod inspect;
 mod patch;
+#[cfg(feature = "train")]
+mod train;
 mod verify;
 
 use std::process::ExitCode;
@@ -28,7 +31,10 @@ enum Command {
     Inspect(inspect::Args),
     Corrupt(corrupt::Args),
     Extract(extract::Args),
+    Eval(eval::Args),
     Patch(patch::Args),
+    #[cfg(feature = "train")]
+    Train(train::Args),
     Verify(verify::Args),
 }
 
@@ -39,7 +45,10 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Corrupt(args) => corrupt::run(&args),
         Command::Extract(args) => extract::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Patch(args) => patch::run(&args),
+        #[cfg(feature = "train")]
+        Command::Train(args) => train::run(&args),
         Command::Verify(args) => verify::run(&args),
     };
     match result {

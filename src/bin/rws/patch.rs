@@ -3,15 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rws::onnx::OnnxModel;
-use rws::{Patcher, SignatureFile};
+use rws::SignatureFile;
 
 /// Apply signatures to a model and write the patched ONNX file.
 ///
 /// Each --sig is FILE.rws or FILE.rws:ALPHA (default α = 1); the output has
 /// initializer = clean + Σ α·signature, for use in any runtime (onnxruntime, TensorRT). Signatures
-/// that do not fit the model are refused with the list of mismatches.
+/// that do not fit the model are refused with the list of mismatches, and nothing is written.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The clean ONNX model.
@@ -38,49 +38,29 @@ fn parse_sig(s: &str) -> Result<(PathBuf, f32), String> {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let mut model = OnnxModel::open(&args.model)?;
-    let inits = model.initializers()?;
-    let constants = model.constant_outputs();
+    let model = OnnxModel::open(&args.model)?;
     let sigs: Vec<SignatureFile> = args
         .sigs
         .iter()
         .map(|(p, _)| SignatureFile::open(p))
         .collect::<Result<_, _>>()?;
-    let mut refused = Vec::new();
-    for sig in &sigs {
-        let problems = rws::compat::check(sig, &inits, &constants);
-        if !problems.is_empty() {
-            refused.push(format!(
-                "{} does not fit {}: {}",
-                sig.path().display(),
-                args.model.display(),
-                rws::compat::Mismatches(problems)
-            ));
-        }
-    }
-    if !refused.is_empty() {
-        bail!("{}", refused.join("\n"));
-    }
-    let refs: Vec<&SignatureFile> = sigs.iter().collect();
-    let patcher = Patcher::new(&refs)?;
-    let clean: Vec<Vec<f32>> = patcher
-        .targets()
+    let terms: Vec<(&SignatureFile, f32)> = sigs
         .iter()
-        .map(|t| model.initializer_f32(&t.name))
-        .collect::<Result<_, _>>()?;
-    let clean_refs: Vec<&[f32]> = clean.iter().map(Vec::as_slice).collect();
-    let mut out: Vec<Vec<f32>> = clean.iter().map(|c| vec![0.0; c.len()]).collect();
-    let alphas: Vec<f32> = args.sigs.iter().map(|(_, a)| *a).collect();
-    patcher.patch(&clean_refs, &alphas, &mut out)?;
-    for (t, values) in patcher.targets().iter().zip(&out) {
-        model.set_initializer_f32(&t.name, values)?;
-    }
-    rws::format::writer::write_atomic(&args.out, &model.to_bytes())
+        .zip(&args.sigs)
+        .map(|(s, (_, a))| (s, *a))
+        .collect();
+    let patched = rws::apply::patch_model(&model, &terms)
+        .with_context(|| format!("cannot patch {}", args.model.display()))?;
+    rws::format::writer::write_atomic(&args.out, &patched.to_bytes())
         .with_context(|| format!("writing {}", args.out.display()))?;
+    let tensors: std::collections::BTreeSet<&str> = sigs
+        .iter()
+        .flat_map(|s| s.tensors().iter().map(|t| t.name.as_str()))
+        .collect();
     println!(
         "{}: {} tensors patched by {} signature(s)",
         args.out.display(),
-        patcher.targets().len(),
+        tensors.len(),
         sigs.len()
     );
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,116 @@
+//! The shipped demo (signatures/): the manifest matches the files, every signature fits the clean
+//! model, α = 1 makes the model more accurate on its corruption, and α = 0 gives the clean model
+//! back exactly.
+
+use std::path::{Path, PathBuf};
+
+use rws::corrupt::{Corruption, Preset};
+use rws::data::{default_path, load, Kind};
+use rws::eval::Classifier;
+use rws::manifest::Manifest;
+use rws::onnx::OnnxModel;
+use rws::SignatureFile;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("signatures")
+}
+
+fn patched(clean: &OnnxModel, sig: &SignatureFile, alpha: f32) -> OnnxModel {
+    rws::apply::patch_model(clean, &[(sig, alpha)]).unwrap()
+}
+
+#[test]
+fn manifest_lists_19_intact_signatures_that_fit_the_model() {
+    let m = Manifest::load(dir().join("manifest.json")).unwrap();
+    m.verify_files(&dir()).unwrap();
+    assert_eq!(m.signatures.len(), 19);
+    let model = OnnxModel::open(dir().join(&m.model.file)).unwrap();
+    let inits = model.initializers().unwrap();
+    let mut total = std::fs::metadata(dir().join(&m.model.file)).unwrap().len();
+    for c in Corruption::ALL {
+        let e = m.find(c.name()).unwrap_or_else(|| panic!("{c} missing"));
+        assert_eq!(e.group, c.group().to_string());
+        let sig = SignatureFile::open(dir().join(&e.file)).unwrap();
+        assert_eq!(sig.metadata().corruption, c.name());
+        assert!(rws::compat::check(&sig, &inits, &[]).is_empty());
+        total += e.bytes;
+    }
+    assert!(total <= 10 << 20, "demo is {total} bytes");
+}
+
+#[test]
+fn alpha_one_helps_on_its_corruption_and_alpha_zero_is_exact() {
+    let m = Manifest::load(dir().join("manifest.json")).unwrap();
+    let clean = OnnxModel::open(dir().join(&m.model.file)).unwrap();
+    let test = load(Kind::Mnist5k, default_path(Kind::Mnist5k))
+        .unwrap()
+        .split()
+        .test;
+    let base = Classifier::from_onnx(&clean.to_bytes(), 32).unwrap();
+    let clean_acc = base.accuracy(&test, None, 0).unwrap();
+    for c in [
+        Corruption::GaussianNoise,
+        Corruption::DefocusBlur,
+        Corruption::Contrast,
+        Corruption::Fog,
+    ] {
+        let sig = SignatureFile::open(dir().join(&m.find(c.name()).unwrap().file)).unwrap();
+        let before = base
+            .accuracy(&test, Some((c, 5, Preset::ImageNet)), 99)
+            .unwrap();
+        let on = Classifier::from_onnx(&patched(&clean, &sig, 1.0).to_bytes(), 32).unwrap();
+        let after = on
+            .accuracy(&test, Some((c, 5, Preset::ImageNet)), 99)
+            .unwrap();
+        println!(
+            "{c}: clean model {:.1}% -> with signature {:.1}%",
+            before * 100.0,
+            after * 100.0
+        );
+        assert!(
+            after > before,
+            "{c}: α = 1 gives {after}, clean model {before}"
+        );
+        let off = patched(&clean, &sig, 0.0);
+        for t in sig.tensors() {
+            let (a, b) = (
+                off.initializer_f32(&t.name).unwrap(),
+                clean.initializer_f32(&t.name).unwrap(),
+            );
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{c}: α = 0 changed {}",
+                t.name
+            );
+        }
+        let off_acc = Classifier::from_onnx(&off.to_bytes(), 32)
+            .unwrap()
+            .accuracy(&test, None, 0)
+            .unwrap();
+        assert_eq!(off_acc, clean_acc);
+    }
+}
+
+#[test]
+fn eval_reports_a_row_per_signature() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rws"))
+        .args([
+            "eval",
+            "--signatures",
+            dir().to_str().unwrap(),
+            "--limit",
+            "100",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 19);
+    assert_eq!(v["images"], 100);
+    assert!(v["test_accuracy"].as_f64().unwrap() > 0.9);
+}
