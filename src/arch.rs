@@ -258,7 +258,8 @@ impl Arch {
     }
 }
 
-fn tensor(name: &str, shape: &[usize], values: &[f32]) -> pb::TensorProto {
+/// An f32 initializer (`raw_data`, little-endian).
+pub fn tensor(name: &str, shape: &[usize], values: &[f32]) -> pb::TensorProto {
     pb::TensorProto {
         name: name.to_string(),
         dims: shape.iter().map(|&d| d as i64).collect(),
@@ -268,7 +269,8 @@ fn tensor(name: &str, shape: &[usize], values: &[f32]) -> pb::TensorProto {
     }
 }
 
-fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+/// A node with one output, named after it.
+pub fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.to_string(),
         name: output.to_string(),
@@ -278,7 +280,8 @@ fn node(op: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
     }
 }
 
-fn ints(name: &str, v: &[i64]) -> pb::AttributeProto {
+/// An INTS attribute.
+pub fn ints(name: &str, v: &[i64]) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.to_string(),
         r#type: pb::attribute_proto::AttributeType::Ints as i32,
@@ -287,7 +290,8 @@ fn ints(name: &str, v: &[i64]) -> pb::AttributeProto {
     }
 }
 
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+/// A float tensor input/output with fixed dims.
+pub fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     pb::ValueInfoProto {
         name: name.to_string(),

@@ -10,18 +10,6 @@ use common::*;
 use rws::onnx::OnnxModel;
 use rws::rng::Rng;
 
-fn rws(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rws"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// θ = base + mix·(toward − base) + noise: models "trained from" a shared init, whose deltas share
 /// a direction the projection must remove.
 fn derive(base: &[u8], toward: &[u8], mix: f32, noise: f64, seed: u64) -> Vec<u8> {
@@ -118,6 +106,21 @@ fn extract(m: &Models, robust: &[&str], extra: &[&str]) -> (i32, String, String)
     rws(&refs)
 }
 
+/// `rws extract --init I --standard S --robust fog=R EXTRA...`, paths relative to the models' dir.
+fn extract_fog(
+    m: &Models,
+    init: &str,
+    std: &str,
+    robust: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let spec = format!("fog={}", m.p(robust));
+    let (i, s) = (m.p(init), m.p(std));
+    let mut args = vec!["extract", "--init", &i, "--standard", &s, "--robust", &spec];
+    args.extend_from_slice(extra);
+    rws(&args)
+}
+
 fn assert_matches_reference(m: &Models, robust: &[&str], layers: usize, expected_tensors: &[&str]) {
     let (code, out, err) = extract(
         m,
@@ -206,21 +209,13 @@ fn batchnorm_tensors_of_patched_layers_are_extracted() {
 fn zero_base_direction_gives_the_raw_delta() {
     let m = Models::new(false);
     // θstd = θ0: nothing to project out, so the signature is θc − θ0 exactly (up to f32).
-    let (code, _, err) = rws(&[
-        "extract",
-        "--init",
-        &m.p("t0.onnx"),
-        "--standard",
-        &m.p("same.onnx"),
-        "--robust",
-        &format!("fog={}", m.p("fog.onnx")),
-        "--dtype",
-        "f32",
-        "--layers",
-        "1",
-        "--out",
-        &m.p("z"),
-    ]);
+    let (code, _, err) = extract_fog(
+        &m,
+        "t0.onnx",
+        "same.onnx",
+        "fog.onnx",
+        &["--dtype", "f32", "--layers", "1", "--out", &m.p("z")],
+    );
     assert_eq!(code, 0, "{err}");
     let sig = rws::SignatureFile::open(PathBuf::from(m.p("z")).join("fog.rws")).unwrap();
     let t0 = OnnxModel::open(m.p("t0.onnx"))
@@ -294,38 +289,26 @@ fn patched_model_equals_standard_plus_reference_signature() {
 fn bad_inputs_give_clear_errors() {
     let m = Models::new(false);
     // Shape mismatch: a robust model of another architecture.
-    let (code, _, err) = rws(&[
-        "extract",
-        "--init",
-        &m.p("t0.onnx"),
-        "--standard",
-        &m.p("std.onnx"),
-        "--robust",
-        &format!("fog={}", m.p("wide.onnx")),
-        "--layers",
-        "2",
-        "--out",
-        &m.p("o"),
-    ]);
+    let (code, _, err) = extract_fog(
+        &m,
+        "t0.onnx",
+        "std.onnx",
+        "wide.onnx",
+        &["--layers", "2", "--out", &m.p("o")],
+    );
     assert_eq!(code, 2);
     assert!(
         err.contains("wide.onnx") && err.contains("conv1.weight") && err.contains("[32, 8, 3, 3]"),
         "{err}"
     );
     // Missing tensor: the selection asks for a tensor a model lacks.
-    let (code, _, err) = rws(&[
-        "extract",
-        "--init",
-        &m.p("t0.onnx"),
-        "--standard",
-        &m.p("std.onnx"),
-        "--robust",
-        &format!("fog={}", m.p("fog.onnx")),
-        "--tensors",
-        "^nothing$",
-        "--out",
-        &m.p("o"),
-    ]);
+    let (code, _, err) = extract_fog(
+        &m,
+        "t0.onnx",
+        "std.onnx",
+        "fog.onnx",
+        &["--tensors", "^nothing$", "--out", &m.p("o")],
+    );
     assert_eq!(code, 2);
     assert!(err.contains("no tensor selected"), "{err}");
     // Not an ONNX file.
@@ -334,17 +317,13 @@ fn bad_inputs_give_clear_errors() {
         b"\x00\x01 definitely not protobuf \xff\xff\xff",
     )
     .unwrap();
-    let (code, _, err) = rws(&[
-        "extract",
-        "--init",
-        &m.p("junk.onnx"),
-        "--standard",
-        &m.p("std.onnx"),
-        "--robust",
-        &format!("fog={}", m.p("fog.onnx")),
-        "--out",
-        &m.p("o"),
-    ]);
+    let (code, _, err) = extract_fog(
+        &m,
+        "junk.onnx",
+        "std.onnx",
+        "fog.onnx",
+        &["--out", &m.p("o")],
+    );
     assert_eq!(code, 2);
     assert!(
         err.contains("junk.onnx") && err.contains("not an ONNX model"),
@@ -356,19 +335,13 @@ fn bad_inputs_give_clear_errors() {
     w[3] = f32::NAN;
     nan.set_initializer_f32("conv0.weight", &w).unwrap();
     std::fs::write(m.p("nan.onnx"), nan.to_bytes()).unwrap();
-    let (code, _, err) = rws(&[
-        "extract",
-        "--init",
-        &m.p("t0.onnx"),
-        "--standard",
-        &m.p("std.onnx"),
-        "--robust",
-        &format!("fog={}", m.p("nan.onnx")),
-        "--layers",
-        "1",
-        "--out",
-        &m.p("o"),
-    ]);
+    let (code, _, err) = extract_fog(
+        &m,
+        "t0.onnx",
+        "std.onnx",
+        "nan.onnx",
+        &["--layers", "1", "--out", &m.p("o")],
+    );
     assert_eq!(code, 2);
     assert!(
         err.contains("nan.onnx") && err.contains("value 3 is NaN"),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use prost::Message;
+use rws::arch::{ints, node, tensor as initializer, value_info as input};
 use rws::format::{DType, Metadata, Role, SignatureTensor};
 use rws::rng::Rng;
 use tract_onnx::pb;
@@ -63,58 +64,6 @@ pub fn encode(seed: u64, dtype: DType) -> Vec<u8> {
     .0
 }
 
-fn initializer(name: &str, shape: &[usize], values: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.to_string(),
-        dims: shape.iter().map(|&d| d as i64).collect(),
-        data_type: pb::tensor_proto::DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
-    pb::NodeProto {
-        op_type: op.to_string(),
-        name: outputs[0].to_string(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, v: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.to_string(),
-        r#type: pb::attribute_proto::AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn input(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    pb::ValueInfoProto {
-        name: name.to_string(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// A runnable ONNX model (conv-relu-conv-relu-flatten-gemm on 1×3×8×8) whose conv tensors are
 /// exactly `small_layers()`, or, with `wide = true`, an architecture whose conv1 has 32 channels.
 pub fn small_cnn_onnx(seed: u64, wide: bool) -> Vec<u8> {
@@ -143,7 +92,7 @@ pub fn cnn_onnx(seed: u64, wide: bool, bn: bool, scale: f64) -> Vec<u8> {
         .iter()
         .map(|(n, s)| initializer(n, s, &random_tensor(&mut rng, s, scale)))
         .collect();
-    let mut conv0 = node("Conv", &["x", "conv0.weight", "conv0.bias"], &["c0"]);
+    let mut conv0 = node("Conv", &["x", "conv0.weight", "conv0.bias"], "c0");
     conv0.attribute = vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])];
     let mut nodes = vec![conv0];
     let relu_in = if bn {
@@ -152,15 +101,15 @@ pub fn cnn_onnx(seed: u64, wide: bool, bn: bool, scale: f64) -> Vec<u8> {
         nodes.push(node(
             "BatchNormalization",
             &["c0", "bn.scale", "bn.bias", "bn.mean", "bn.var"],
-            &["b0"],
+            "b0",
         ));
         "b0"
     } else {
         "c0"
     };
-    let mut conv1 = node("Conv", &["r0", "conv1.weight", "conv1.bias"], &["c1"]);
+    let mut conv1 = node("Conv", &["r0", "conv1.weight", "conv1.bias"], "c1");
     conv1.attribute = vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])];
-    let mut gemm = node("Gemm", &["f", "fc.weight", "fc.bias"], &["logits"]);
+    let mut gemm = node("Gemm", &["f", "fc.weight", "fc.bias"], "logits");
     gemm.attribute = vec![pb::AttributeProto {
         name: "transB".into(),
         r#type: pb::attribute_proto::AttributeType::Int as i32,
@@ -168,10 +117,10 @@ pub fn cnn_onnx(seed: u64, wide: bool, bn: bool, scale: f64) -> Vec<u8> {
         ..Default::default()
     }];
     nodes.extend([
-        node("Relu", &[relu_in], &["r0"]),
+        node("Relu", &[relu_in], "r0"),
         conv1,
-        node("Relu", &["c1"], &["r1"]),
-        node("Flatten", &["r1"], &["f"]),
+        node("Relu", &["c1"], "r1"),
+        node("Flatten", &["r1"], "f"),
         gemm,
     ]);
     let graph = pb::GraphProto {
@@ -260,4 +209,17 @@ pub fn reseal(b: &mut [u8]) {
     crc = crc32c::crc32c_append(crc, &b[meta.0..meta.0 + meta.1]);
     crc = crc32c::crc32c_append(crc, &b[table.0..table.0 + table.1]);
     b[60..64].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Runs the `rws` binary: (exit code, stdout, stderr).
+pub fn rws(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rws"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
