@@ -114,3 +114,22 @@ fn eval_reports_a_row_per_signature() {
     assert_eq!(v["images"], 100);
     assert!(v["test_accuracy"].as_f64().unwrap() > 0.9);
 }
+
+#[test]
+fn inspect_json_parses_on_every_shipped_file() {
+    for entry in std::fs::read_dir(dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rws"))
+            .args(["inspect", "--json", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v.is_object(), "{}", path.display());
+    }
+}

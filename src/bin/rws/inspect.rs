@@ -9,6 +9,9 @@ use serde::Serialize;
 
 /// Show what a signature file holds.
 ///
+/// Also accepts the other files of a signature directory: a manifest (.json; its checksums are
+/// verified) and an ONNX model (.onnx; its initializers are listed).
+///
 /// Show a signature file's metadata and, per tensor, its shape, dtype, scale range, quantization
 /// error and norm. The file is fully validated first (checksums included).
 #[derive(clap::Args, Debug)]
@@ -48,6 +51,18 @@ struct TensorReport<'a> {
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     for path in &args.files {
+        // The other files a signature directory ships: its manifest and its clean model.
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => {
+                inspect_manifest(path, args.json)?;
+                continue;
+            }
+            Some("onnx") => {
+                inspect_model(path, args.json)?;
+                continue;
+            }
+            _ => {}
+        }
         let sig = SignatureFile::open(path)?;
         let report = report(&sig);
         if args.json {
@@ -138,4 +153,59 @@ fn print_table(r: &Report<'_>) {
             t.rel_l2_err
         );
     }
+}
+
+/// A manifest: parsed, its files' checksums verified, then printed.
+fn inspect_manifest(path: &std::path::Path, json: bool) -> Result<()> {
+    let m = rws::manifest::Manifest::load(path)?;
+    m.verify_files(path.parent().unwrap_or(std::path::Path::new(".")))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"file": path.display().to_string(), "manifest": m})
+        );
+    } else {
+        println!("manifest     {} (all checksums match)", path.display());
+        println!(
+            "model        {} ({}, {}, {})",
+            m.model.file, m.model.arch, m.model.dataset, m.model.input
+        );
+        for s in &m.signatures {
+            println!(
+                "  {:18} {:8} severity {} {} ({} bytes, crc32c {})",
+                s.corruption, s.group, s.severity, s.file, s.bytes, s.crc32c
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An ONNX model: its initializers (the tensors signatures can patch).
+fn inspect_model(path: &std::path::Path, json: bool) -> Result<()> {
+    let model = rws::onnx::OnnxModel::open(path)?;
+    let inits = model.initializers()?;
+    let params: usize = inits
+        .iter()
+        .map(|i| i.shape.iter().product::<usize>())
+        .sum();
+    if json {
+        let tensors: Vec<_> = inits
+            .iter()
+            .map(|i| serde_json::json!({"name": i.name, "shape": i.shape, "dtype": i.dtype.to_string()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"file": path.display().to_string(), "model": {"params": params, "initializers": tensors}})
+        );
+    } else {
+        println!(
+            "model        {} ({} initializers, {params} parameters)",
+            path.display(),
+            inits.len()
+        );
+        for i in &inits {
+            println!("  {:24} {:?} {}", i.name, i.shape, i.dtype);
+        }
+    }
+    Ok(())
 }
