@@ -41,7 +41,7 @@ pub enum PatchError {
     },
     #[error("tensor '{name}': signatures disagree on the number of int8 scale groups")]
     Groups { name: String },
-    #[error("α = {alpha} for signature {index} is not finite")]
+    #[error("α = {alpha} for term {index} is not finite")]
     Alpha { index: usize, alpha: f32 },
     #[error("{what}: expected {expected} entries, got {got}")]
     Count {
@@ -117,13 +117,11 @@ fn check_lengths(
             sig: bad.map_or(clean.len(), |t| t.data.len()),
         });
     }
-    for t in terms {
-        if !t.alpha.is_finite() {
-            return Err(PatchError::Alpha {
-                index: 0,
-                alpha: t.alpha,
-            });
-        }
+    if let Some((index, t)) = terms.iter().enumerate().find(|(_, t)| !t.alpha.is_finite()) {
+        return Err(PatchError::Alpha {
+            index,
+            alpha: t.alpha,
+        });
     }
     Ok(())
 }
@@ -360,11 +358,6 @@ impl<'s> Patcher<'s> {
     /// The tensors this patcher writes, in output order.
     pub fn targets(&self) -> &[Target] {
         &self.targets
-    }
-
-    /// Number of bound signatures.
-    pub fn signature_count(&self) -> usize {
-        self.sigs.len()
     }
 
     /// Patches every target: `out[k] = clean[k] + Σ_s alphas[s] · sig_s[k]`.

@@ -41,15 +41,18 @@ impl Quantized {
         match self {
             Quantized::F32(v) => v.clone(),
             Quantized::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-            Quantized::I8 { q, scales } => {
-                let group = (q.len() / scales.len().max(1)).max(1);
-                q.chunks(group)
-                    .zip(scales)
-                    .flat_map(|(row, &s)| row.iter().map(move |&x| f32::from(x) * s))
-                    .collect()
-            }
+            Quantized::I8 { q, scales } => dequantize_i8(q, scales),
         }
     }
+}
+
+/// `q[i] · scales[g]` for per-output-channel int8: `scales.len()` groups of equal length.
+pub fn dequantize_i8(q: &[i8], scales: &[f32]) -> Vec<f32> {
+    let group = (q.len() / scales.len().max(1)).max(1);
+    q.chunks(group)
+        .zip(scales)
+        .flat_map(|(row, &s)| row.iter().map(move |&x| f32::from(x) * s))
+        .collect()
 }
 
 /// Why a tensor could not be quantized.

@@ -80,14 +80,7 @@ impl TensorData<'_> {
         match self {
             TensorData::F32(v) => v.to_vec(),
             TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-            TensorData::I8 { q, scales } => {
-                // A validated tensor has scales.len() ≥ 1 groups of equal length.
-                let group = (q.len() / scales.len().max(1)).max(1);
-                q.chunks(group)
-                    .zip(scales.iter())
-                    .flat_map(|(row, &s)| row.iter().map(move |&x| f32::from(x) * s))
-                    .collect()
-            }
+            TensorData::I8 { q, scales } => crate::quant::dequantize_i8(q, scales),
         }
     }
 }
