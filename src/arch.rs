@@ -258,6 +258,208 @@ impl Arch {
     }
 }
 
+/// A small ResNet-style network for 16×16 inputs, exported for the runtime's tests and
+/// benchmarks: a stem (3×3 conv without bias, BatchNorm, ReLU6 as `Clip`), one basic block (two
+/// 3×3 convs with BatchNorm and a 1×1 convolution + BatchNorm on the shortcut, joined by `Add`),
+/// HardSwish, global average pooling and a linear classifier; opset 14, seeded random weights.
+///
+/// With `symbolic`, the batch dimension is the symbol `N` and every intermediate tensor carries
+/// a `value_info` with symbolic dimensions, as PyTorch's exporter writes with dynamic axes.
+/// Returns the model and its parameters `(name, role, shape)` in graph order.
+pub fn residual_demo(
+    seed: u64,
+    symbolic: bool,
+) -> (
+    pb::ModelProto,
+    Vec<(String, crate::format::Role, Vec<usize>)>,
+) {
+    use crate::format::Role;
+    let mut b = GraphBuilder {
+        rng: crate::rng::Rng::new(seed),
+        params: Vec::new(),
+        initializer: Vec::new(),
+        nodes: Vec::new(),
+    };
+    b.conv_bn("stem", "input", (3, 8, 3));
+    b.add("relu6.min", Role::Bias, vec![], vec![0.0]);
+    b.add("relu6.max", Role::Bias, vec![], vec![6.0]);
+    b.op("Clip", &["stem.bn", "relu6.min", "relu6.max"], "stem.relu6");
+    b.conv_bn("block.a", "stem.relu6", (8, 16, 3));
+    b.op("Relu", &["block.a.bn"], "block.a.relu");
+    b.conv_bn("block.b", "block.a.relu", (16, 16, 3));
+    b.conv_bn("block.down", "stem.relu6", (8, 16, 1));
+    b.op("Add", &["block.b.bn", "block.down.bn"], "block.add");
+    b.op("HardSwish", &["block.add"], "block.out");
+    b.op("GlobalAveragePool", &["block.out"], "pool");
+    b.op("Flatten", &["pool"], "flat");
+    let fc_w: Vec<f32> = (0..10 * 16)
+        .map(|_| (b.rng.normal() * 0.25) as f32)
+        .collect();
+    b.add("fc.weight", Role::Weight, vec![10, 16], fc_w);
+    b.add("fc.bias", Role::Bias, vec![10], vec![0.01; 10]);
+    let mut gemm = node("Gemm", &["flat", "fc.weight", "fc.bias"], "logits");
+    gemm.attribute = vec![pb::AttributeProto {
+        name: "transB".into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: 1,
+        ..Default::default()
+    }];
+    b.nodes.push(gemm);
+    let GraphBuilder {
+        mut params,
+        initializer,
+        nodes,
+        ..
+    } = b;
+    params.retain(|p| !p.0.starts_with("relu6"));
+    let batch = if symbolic { None } else { Some(1) };
+    let value_info = if symbolic {
+        let shapes: [(&str, usize, usize); 6] = [
+            ("stem.conv", 8, 16),
+            ("stem.relu6", 8, 16),
+            ("block.a.relu", 16, 16),
+            ("block.add", 16, 16),
+            ("block.out", 16, 16),
+            ("pool", 16, 1),
+        ];
+        shapes
+            .iter()
+            .map(|&(n, c, s)| sym_value_info(n, &[None, Some(c), Some(s), Some(s)]))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let graph = pb::GraphProto {
+        name: "residual-demo".into(),
+        node: nodes,
+        initializer,
+        input: vec![sym_value_info(
+            "input",
+            &[batch, Some(3), Some(16), Some(16)],
+        )],
+        output: vec![sym_value_info("logits", &[batch, Some(10)])],
+        value_info,
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 14,
+        }],
+        producer_name: "rws".into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    (model, params)
+}
+
+/// Accumulates the nodes and initializers of [`residual_demo`].
+struct GraphBuilder {
+    rng: crate::rng::Rng,
+    params: Vec<(String, crate::format::Role, Vec<usize>)>,
+    initializer: Vec<pb::TensorProto>,
+    nodes: Vec<pb::NodeProto>,
+}
+
+impl GraphBuilder {
+    fn add(&mut self, name: &str, role: crate::format::Role, shape: Vec<usize>, values: Vec<f32>) {
+        self.initializer.push(tensor(name, &shape, &values));
+        self.params.push((name.to_string(), role, shape));
+    }
+
+    fn op(&mut self, op: &str, inputs: &[&str], output: &str) {
+        self.nodes.push(node(op, inputs, output));
+    }
+
+    /// Per-channel values `base + spread · r`, r normal or uniform in [0, 1).
+    fn channel_values(&mut self, n: usize, base: f64, spread: f64, uniform: bool) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let r = if uniform {
+                    self.rng.uniform()
+                } else {
+                    self.rng.normal()
+                };
+                (base + spread * r) as f32
+            })
+            .collect()
+    }
+
+    /// `{prefix}.conv` (k×k, same padding, no bias, Kaiming-normal), then BatchNorm to
+    /// `{prefix}.bn`.
+    fn conv_bn(&mut self, prefix: &str, input: &str, (cin, cout, k): (usize, usize, usize)) {
+        use crate::format::Role;
+        let std = (2.0 / (cin * k * k) as f64).sqrt();
+        let w: Vec<f32> = (0..cout * cin * k * k)
+            .map(|_| (self.rng.normal() * std) as f32)
+            .collect();
+        let weight = format!("{prefix}.conv.weight");
+        self.add(&weight, Role::Weight, vec![cout, cin, k, k], w);
+        let conv_out = format!("{prefix}.conv");
+        let mut c = node("Conv", &[input, &weight], &conv_out);
+        let p = (k / 2) as i64;
+        c.attribute = vec![
+            ints("kernel_shape", &[k as i64, k as i64]),
+            ints("pads", &[p, p, p, p]),
+        ];
+        self.nodes.push(c);
+        let bn = |s: &str| format!("{prefix}.bn.{s}");
+        let values = [
+            (
+                Role::BnScale,
+                "weight",
+                self.channel_values(cout, 1.0, 0.1, false),
+            ),
+            (
+                Role::BnBias,
+                "bias",
+                self.channel_values(cout, 0.0, 0.1, false),
+            ),
+            (
+                Role::BnMean,
+                "running_mean",
+                self.channel_values(cout, 0.0, 0.1, false),
+            ),
+            (
+                Role::BnVar,
+                "running_var",
+                self.channel_values(cout, 0.5, 1.0, true),
+            ),
+        ];
+        let mut inputs = vec![conv_out];
+        for (role, name, v) in values {
+            self.add(&bn(name), role, vec![cout], v);
+            inputs.push(bn(name));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        self.op("BatchNormalization", &refs, &format!("{prefix}.bn"));
+    }
+}
+
+/// A float tensor value whose `None` dimensions are the symbol `N`.
+fn sym_value_info(name: &str, dims: &[Option<usize>]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let mut v = value_info(name, &[]);
+    if let Some(pb::type_proto::Value::TensorType(t)) =
+        v.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.shape = Some(pb::TensorShapeProto {
+            dim: dims
+                .iter()
+                .map(|d| Dimension {
+                    value: Some(match d {
+                        Some(n) => Value::DimValue(*n as i64),
+                        None => Value::DimParam("N".into()),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        });
+    }
+    v
+}
+
 /// An f32 initializer (`raw_data`, little-endian).
 pub fn tensor(name: &str, shape: &[usize], values: &[f32]) -> pb::TensorProto {
     pb::TensorProto {

@@ -21,7 +21,8 @@
 //! - [`arch`]: VGG-style architectures and their ONNX export;
 //! - [`eval`]: accuracy of an ONNX classifier with tract, clean and corrupted;
 //! - [`train`] (feature `train`): candle training from a shared init;
-//! - [`bench`]: timings of the patch kernel against memcpy.
+//! - [`runtime`]: the device runtime: split model, prefix plans rebuilt off the frame path;
+//! - [`bench`]: timings of the patch kernel and the runtime against their baselines.
 
 pub mod apply;
 pub mod arch;
@@ -38,6 +39,7 @@ pub mod onnx;
 pub mod patch;
 pub mod quant;
 pub mod rng;
+pub mod runtime;
 #[cfg(feature = "train")]
 pub mod train;
 

@@ -4,6 +4,7 @@
 //! once, with their context chain. Exit codes: 0 success, 1 a check found problems (e.g. `verify`
 //! mismatches), 2 an error (bad input, unreadable file).
 
+mod bench;
 mod corrupt;
 mod eval;
 mod extract;
@@ -28,6 +29,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    Bench(bench::Args),
     Inspect(inspect::Args),
     Corrupt(corrupt::Args),
     Extract(extract::Args),
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(args) => bench::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Corrupt(args) => corrupt::run(&args),
         Command::Extract(args) => extract::run(&args),

@@ -1,9 +1,12 @@
-//! Timing the patch kernel against memcpy, in one process, interleaved.
+//! Timings: the patch kernel against memcpy (here) and the runtime against the unpatched plan
+//! ([`runtime`]), each in one process, interleaved.
 //!
 //! Speed is measured here, never asserted in tests. Every figure is a ratio against a baseline
 //! timed in the same process and in alternating rounds, so machine noise hits both sides alike;
-//! the median of the rounds is reported. `benches/patch.rs` prints these rows, and `rws bench`
-//! will include them.
+//! the median of the rounds is reported. `benches/patch.rs` prints the kernel rows; `rws bench`
+//! prints the runtime report.
+
+pub mod runtime;
 
 use std::hint::black_box;
 use std::path::Path;
@@ -184,7 +187,7 @@ fn interleaved<T>(
     (median(&mut ta) * 1e6, median(&mut tb) * 1e6)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|x, y| x.total_cmp(y));
     v[v.len() / 2]
 }
