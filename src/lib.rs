@@ -22,9 +22,15 @@
 //! - [`eval`]: accuracy of an ONNX classifier with tract, clean and corrupted;
 //! - [`train`] (feature `train`): candle training from a shared init;
 //! - [`runtime`]: the device runtime: split model, prefix plans rebuilt off the frame path;
+//! - [`sensors`]: weather and camera-fault sensor protocols and their driver threads;
+//! - [`policy`]: sensor signals to coefficients (curves, staleness, hysteresis, ramp, cap);
+//! - [`replay`]: coefficient traces from recorded sensor logs;
+//! - [`config`]: the daemon's `firmware-config/*.toml`;
+//! - [`frames`]: camera frames in, model input out;
 //! - [`bench`]: timings of the patch kernel and the runtime against their baselines.
 
 pub mod apply;
+pub mod config;
 pub mod arch;
 pub mod bench;
 pub mod compat;
@@ -33,12 +39,16 @@ pub mod data;
 pub mod eval;
 pub mod extract;
 pub mod format;
+pub mod frames;
 pub mod image;
 pub mod manifest;
 pub mod onnx;
 pub mod patch;
+pub mod policy;
 pub mod quant;
+pub mod replay;
 pub mod rng;
+pub mod sensors;
 pub mod runtime;
 #[cfg(feature = "train")]
 pub mod train;
