@@ -4,8 +4,8 @@
 //!
 //! Run: `cargo run --release --example make_demo_feed` (deterministic; the output is committed).
 //! Phases (seconds = frame index): 0–7 clear, 8–15 fog (severity 3), 16–23 snow (severity 5),
-//! 24–31 camera gain fault (gaussian_noise, severity 5), 32–39 clear. Weather sensors see the
-//! weather one second before the frames do (it rolls in); the camera reports its gain at once.
+//! 24–31 camera gain fault (gaussian_noise, severity 5), 32–39 clear. Visibility starts falling
+//! one second before the fog reaches the frames; the camera reports its gain at once.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -36,7 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::remove_dir_all(&frames)?;
     }
     std::fs::create_dir_all(&frames)?;
-    let set = data::load(Kind::Mnist5k, data::default_path(Kind::Mnist5k))?.split().test;
+    let set = data::load(Kind::Mnist5k, data::default_path(Kind::Mnist5k))?
+        .split()
+        .test;
     for t in 0..FRAMES {
         // Spread over the test split (it is grouped by class): a fixed stride coprime with its size.
         let i = (t * 397 + 11) % set.len();
@@ -45,7 +47,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let image = match p {
             "fog" => corrupt(img, Corruption::Fog, 3, Preset::ImageNet, t as u64)?,
             "snow" => corrupt(img, Corruption::Snow, 5, Preset::ImageNet, t as u64)?,
-            "gainfault" => corrupt(img, Corruption::GaussianNoise, 5, Preset::ImageNet, t as u64)?,
+            "gainfault" => corrupt(
+                img,
+                Corruption::GaussianNoise,
+                5,
+                Preset::ImageNet,
+                t as u64,
+            )?,
             _ => img.clone(),
         };
         image.save(frames.join(format!("{t:04}-{p}-{label}.png")))?;
@@ -56,13 +64,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for t in 0..=FRAMES {
         let (vis, nws, wmo, rate) = match t {
             7 => (600, "F", 30, 0.0),
-            8..=14 => (150, "F", 33, 0.0),
-            15..=23 => (2500, "S", 73, 1.2),
+            8..=15 => (150, "F", 33, 0.0),
+            16..=23 => (2500, "S", 73, 1.2),
             _ => (15000, "C", 0, 0.0),
         };
-        let line = format!("00 {vis:>5} {vis:>5} {nws} {wmo:>2} {wmo:>2} {wmo:>2} {rate:.2} 10.00 0");
+        let line =
+            format!("00 {vis:>5} {vis:>5} {nws} {wmo:>2} {wmo:>2} {wmo:>2} {rate:.2} 10.00 0");
         // Every tenth report comes framed (SOH PW id STX ... ETX), as the sensor's polled mode does.
-        let line = if t % 10 == 5 { format!("\u{1}PW  1\u{2}{line}\u{3}") } else { line };
+        let line = if t % 10 == 5 {
+            format!("\u{1}PW  1\u{2}{line}\u{3}")
+        } else {
+            line
+        };
         writeln!(pwd, "{t} {line}")?;
         if t == 20 {
             writeln!(pwd, "{t} 00 2500 25@@ S garbled by line noise")?;
@@ -74,8 +87,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut nmea = String::from("# NMEA 0183 weather station, replay log\n");
     for t in (0..=FRAMES).step_by(2) {
         let (temp, hum, dew) = match t {
-            8..=14 => (3.0, 98.0, 2.7),
-            15..=23 => (0.5, 88.0, -1.2),
+            8..=15 => (3.0, 98.0, 2.7),
+            16..=23 => (0.5, 88.0, -1.2),
             _ => (4.0, 70.0, -0.9),
         };
         let body = format!("WIMDA,29.92,I,1.0132,B,{temp:.1},C,,C,{hum:.1},,{dew:.1},C,270.0,T,268.0,M,5.1,N,2.6,M");

@@ -209,7 +209,11 @@ pub struct Config {
 
 /// 1-based line of byte offset `at` in `text`.
 fn line_of(text: &str, at: usize) -> usize {
-    text[..at.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..at.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 impl Config {
@@ -234,11 +238,17 @@ impl Config {
         };
         let raw: ConfigToml = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(0, |s| line_of(text, s.start));
-            let msg = e.message().to_string();
-            let key = msg
-                .split('`')
-                .nth(1)
-                .map_or_else(|| "toml".to_string(), str::to_string);
+            let msg = e.message().trim().to_string();
+            // The key is what the offending line assigns to; for a missing field (the span is
+            // the table) the message names it.
+            let assigned = || {
+                let l = text.lines().nth(line.checked_sub(1)?)?;
+                let (k, _) = l.split_once('=')?;
+                Some(k.trim().to_string())
+            };
+            let key = assigned()
+                .or_else(|| msg.split('`').nth(1).map(str::to_string))
+                .unwrap_or_else(|| "toml".to_string());
             err(line, &key, msg)
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -266,14 +276,26 @@ impl Config {
         };
         if !model.is_file() {
             let line = raw.model.path.as_ref().map_or(sig_line, |p| at(p.span()));
-            return Err(err(line, "model.path", format!("{} is not a file", model.display())));
+            return Err(err(
+                line,
+                "model.path",
+                format!("{} is not a file", model.display()),
+            ));
         }
         let input = raw.model.input;
         if input.width == 0 || input.height == 0 || input.width > 4096 || input.height > 4096 {
-            return Err(err(0, "model.input", "width and height must be 1..=4096".into()));
+            return Err(err(
+                0,
+                "model.input",
+                "width and height must be 1..=4096".into(),
+            ));
         }
         if input.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
-            return Err(err(0, "model.input.std", "must be finite and non-zero".into()));
+            return Err(err(
+                0,
+                "model.input.std",
+                "must be finite and non-zero".into(),
+            ));
         }
 
         // Policy.
@@ -341,9 +363,18 @@ impl Config {
             let line = at(s.span());
             let s = s.get_ref();
             let key = |k: &str| format!("sensor[{i}].{k}");
-            let sources = [s.port.is_some(), s.file.is_some(), s.fifo.is_some(), s.stdin];
+            let sources = [
+                s.port.is_some(),
+                s.file.is_some(),
+                s.fifo.is_some(),
+                s.stdin,
+            ];
             if sources.iter().filter(|x| **x).count() != 1 {
-                return Err(err(line, &key("port"), "give exactly one of port, file, fifo, stdin".into()));
+                return Err(err(
+                    line,
+                    &key("port"),
+                    "give exactly one of port, file, fifo, stdin".into(),
+                ));
             }
             let source = if let Some(p) = &s.port {
                 Source::Serial {
@@ -358,10 +389,18 @@ impl Config {
                 Source::Stdin
             };
             if !(0.1..=86_400.0).contains(&s.stale_after_s) {
-                return Err(err(line, &key("stale_after_s"), format!("{} is outside 0.1..=86400", s.stale_after_s)));
+                return Err(err(
+                    line,
+                    &key("stale_after_s"),
+                    format!("{} is outside 0.1..=86400", s.stale_after_s),
+                ));
             }
             if sensors.iter().any(|o: &SensorSpec| o.name == s.name) {
-                return Err(err(line, &key("name"), format!("'{}' is used twice", s.name)));
+                return Err(err(
+                    line,
+                    &key("name"),
+                    format!("'{}' is used twice", s.name),
+                ));
             }
             sensors.push(SensorSpec {
                 index: i,
@@ -378,8 +417,13 @@ impl Config {
         let f = raw.frames.into_inner();
         let fpath = f.path.as_deref().map(&resolve);
         let need = |v: Option<usize>, k: &str| {
-            v.filter(|x| (1..=8192).contains(x))
-                .ok_or_else(|| err(frames_line, &format!("frames.{k}"), "required, 1..=8192".into()))
+            v.filter(|x| (1..=8192).contains(x)).ok_or_else(|| {
+                err(
+                    frames_line,
+                    &format!("frames.{k}"),
+                    "required, 1..=8192".into(),
+                )
+            })
         };
         let path_or = |k: &str| {
             fpath
@@ -396,7 +440,11 @@ impl Config {
                     "rgb24" => RawFormat::Rgb24,
                     "gray8" => RawFormat::Gray8,
                     other => {
-                        return Err(err(frames_line, "frames.format", format!("'{other}': use rgb24 or gray8")))
+                        return Err(err(
+                            frames_line,
+                            "frames.format",
+                            format!("'{other}': use rgb24 or gray8"),
+                        ))
                     }
                 },
             },
@@ -406,23 +454,45 @@ impl Config {
                 height: need(f.height, "height")?,
             },
             other => {
-                return Err(err(frames_line, "frames.source", format!("'{other}': use dir, raw or v4l2")))
+                return Err(err(
+                    frames_line,
+                    "frames.source",
+                    format!("'{other}': use dir, raw or v4l2"),
+                ))
             }
         };
         if f.interval_ms == 0 || f.interval_ms > 3_600_000 {
-            return Err(err(frames_line, "frames.interval_ms", "must be 1..=3600000".into()));
+            return Err(err(
+                frames_line,
+                "frames.interval_ms",
+                "must be 1..=3600000".into(),
+            ));
         }
         let clock = match raw.clock.mode.as_deref().unwrap_or("live") {
             "live" => Clock::Live,
             "replay" => Clock::Replay,
-            other => return Err(err(0, "clock.mode", format!("'{other}': use live or replay"))),
+            other => {
+                return Err(err(
+                    0,
+                    "clock.mode",
+                    format!("'{other}': use live or replay"),
+                ))
+            }
         };
         if clock == Clock::Replay && sensors.iter().any(|s| !s.timestamps) {
-            return Err(err(0, "clock.mode", "replay needs every sensor to have timestamps = true".into()));
+            return Err(err(
+                0,
+                "clock.mode",
+                "replay needs every sensor to have timestamps = true".into(),
+            ));
         }
         let top_k = raw.output.top_k.unwrap_or(3);
         if top_k == 0 || top_k > 1000 {
-            return Err(err(0, "output.top_k", format!("{top_k} is outside 1..=1000")));
+            return Err(err(
+                0,
+                "output.top_k",
+                format!("{top_k} is outside 1..=1000"),
+            ));
         }
         Ok(Config {
             path: path.to_path_buf(),

@@ -76,9 +76,9 @@ impl DirFrames {
         let mut files: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.extension()
-                    .and_then(|x| x.to_str())
-                    .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+                p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                    matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
+                })
             })
             .collect();
         files.sort();
@@ -115,7 +115,12 @@ pub struct RawFrames {
 }
 
 impl RawFrames {
-    pub fn open(path: &Path, width: usize, height: usize, format: RawFormat) -> Result<Self, FrameError> {
+    pub fn open(
+        path: &Path,
+        width: usize,
+        height: usize,
+        format: RawFormat,
+    ) -> Result<Self, FrameError> {
         let reader: Box<dyn Read + Send> = if path == Path::new("-") {
             Box::new(std::io::stdin())
         } else {
@@ -193,7 +198,9 @@ pub fn to_input(image: &Image, input: &InputToml) -> Result<Tensor, FrameError> 
         image
     } else {
         let planes: Vec<Vec<f32>> = (0..3)
-            .map(|c| crate::corrupt::resize_linear(&image.channel(c), image.height, image.width, h, w))
+            .map(|c| {
+                crate::corrupt::resize_linear(&image.channel(c), image.height, image.width, h, w)
+            })
             .collect();
         resized = Image::from_planes(h, w, [&planes[0], &planes[1], &planes[2]]);
         &resized

@@ -30,10 +30,10 @@
 //! - [`bench`]: timings of the patch kernel and the runtime against their baselines.
 
 pub mod apply;
-pub mod config;
 pub mod arch;
 pub mod bench;
 pub mod compat;
+pub mod config;
 pub mod corrupt;
 pub mod data;
 pub mod eval;
@@ -48,8 +48,8 @@ pub mod policy;
 pub mod quant;
 pub mod replay;
 pub mod rng;
-pub mod sensors;
 pub mod runtime;
+pub mod sensors;
 #[cfg(feature = "train")]
 pub mod train;
 

@@ -139,7 +139,15 @@ impl Engine {
         let overrides = policy
             .overrides
             .iter()
-            .map(|(k, &a)| (k.clone(), Override { alpha: a, until: None }))
+            .map(|(k, &a)| {
+                (
+                    k.clone(),
+                    Override {
+                        alpha: a,
+                        until: None,
+                    },
+                )
+            })
             .collect();
         let n = signatures.len();
         Engine {
@@ -198,7 +206,10 @@ impl Engine {
 
     /// Whether `sensor` has reported within its staleness limit at time `t`.
     pub fn fresh(&self, sensor: usize, t: f64) -> bool {
-        match (self.last_seen.get(sensor).copied().flatten(), self.stale_after.get(sensor)) {
+        match (
+            self.last_seen.get(sensor).copied().flatten(),
+            self.stale_after.get(sensor),
+        ) {
             (Some(seen), Some(&limit)) => t - seen <= limit,
             _ => false,
         }
@@ -222,7 +233,8 @@ impl Engine {
                 Err(format!("α = {a} is outside 0..=4"))
             }
             Some(a) => {
-                self.overrides.insert(signature.to_string(), Override { alpha: a, until });
+                self.overrides
+                    .insert(signature.to_string(), Override { alpha: a, until });
                 Ok(())
             }
             None => {
@@ -262,8 +274,7 @@ impl Engine {
     pub fn evaluate(&mut self, t: f64) -> Vec<f64> {
         let dt = self.last_t.map_or(0.0, |l| (t - l).max(0.0));
         self.last_t = Some(t);
-        self.overrides
-            .retain(|_, o| o.until.is_none_or(|u| t < u));
+        self.overrides.retain(|_, o| o.until.is_none_or(|u| t < u));
         let p = &self.policy;
         for (i, sig) in self.signatures.iter().enumerate() {
             let target = p
@@ -353,7 +364,9 @@ pub struct ConditionToml {
 
 fn map_of(curve: &Option<Vec<[f64; 2]>>, codes: &Option<Vec<i64>>) -> Result<Map, String> {
     match (curve, codes) {
-        (Some(c), None) => Ok(Map::Curve(Curve::new(c.iter().map(|p| (p[0], p[1])).collect())?)),
+        (Some(c), None) => Ok(Map::Curve(Curve::new(
+            c.iter().map(|p| (p[0], p[1])).collect(),
+        )?)),
         (None, Some(c)) if !c.is_empty() => Ok(Map::Codes(c.clone())),
         (None, Some(_)) => Err("codes: the list is empty".into()),
         (Some(_), Some(_)) => Err("give either curve or codes, not both".into()),
@@ -428,6 +441,23 @@ mod tests {
         assert_eq!(e.evaluate(13.0), vec![0.3]);
         assert_eq!(e.evaluate(21.0), vec![0.0]);
         assert!(e.set_override("snow", Some(1.0), None).is_err());
+    }
+
+    #[test]
+    fn total_is_capped_proportionally() {
+        let mut p = fog_policy();
+        p.rules.push(Rule {
+            signature: "snow".into(),
+            signal: "wmo_code".into(),
+            map: Map::Codes(vec![73]),
+            alpha: 1.0,
+            and: None,
+        });
+        p.ramp_per_s = 100.0;
+        let mut e = Engine::new(p, vec![100.0]);
+        e.observe(0, 0.0, &[("visibility_m".into(), 200.0), ("wmo_code".into(), 73.0)]);
+        e.evaluate(0.0);
+        assert_eq!(e.evaluate(1.0), vec![0.75, 0.75]);
     }
 
     #[test]

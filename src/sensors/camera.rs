@@ -33,7 +33,10 @@ pub fn parse(line: &str) -> Result<Vec<Signal>, LineError> {
     }
     let seq = fields.next().unwrap_or("");
     if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) || seq.len() > 10 {
-        return Err(LineError::field("seq", format!("'{seq}' is not a sequence number")));
+        return Err(LineError::field(
+            "seq",
+            format!("'{seq}' is not a sequence number"),
+        ));
     }
     let mut out = Vec::new();
     for kv in fields {
@@ -64,7 +67,12 @@ mod tests {
 
     #[test]
     fn bad_values_are_rejected() {
-        for body in ["PRWSC,3,focus=1.4", "PRWSC,x,focus=0.1", "PRWSC,3,focus", "PRWSC,3,gain_db=nan"] {
+        for body in [
+            "PRWSC,3,focus=1.4",
+            "PRWSC,x,focus=0.1",
+            "PRWSC,3,focus",
+            "PRWSC,3,gain_db=nan",
+        ] {
             assert!(parse(&sentence(body)).is_err(), "{body}");
         }
     }

@@ -76,7 +76,9 @@ impl BadLog {
     fn note(&mut self, name: &str, e: &LineError) {
         self.count += 1;
         self.since_last += 1;
-        let due = self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
         if self.count <= 5 || due {
             log::warn!(
                 "sensor {name}: bad line ({e}); {} bad so far, {} since the last report",
@@ -119,7 +121,14 @@ pub fn pump<R: Read>(
         if matches!(&kind, EventKind::Reading(v) if v.is_empty()) {
             continue;
         }
-        if tx.send(Event { sensor: spec.index, t, kind }).is_err() {
+        if tx
+            .send(Event {
+                sensor: spec.index,
+                t,
+                kind,
+            })
+            .is_err()
+        {
             return Ok(End::Receiver);
         }
     }
@@ -166,7 +175,11 @@ fn open(source: &Source) -> std::io::Result<Box<dyn Read + Send>> {
 }
 
 /// Starts the driver thread for `spec`.
-pub fn spawn(spec: SensorSpec, tx: Sender<Event>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(
+    spec: SensorSpec,
+    tx: Sender<Event>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("sensor-{}", spec.name))
         .spawn(move || run(&spec, &tx, &stop))
@@ -196,7 +209,10 @@ fn run(spec: &SensorSpec, tx: &Sender<Event>, stop: &AtomicBool) {
             Ok(r) => r,
             Err(e) => {
                 let wait = backoff(attempt);
-                log::warn!("sensor {}: cannot open ({e}); retrying in {wait:?}", spec.name);
+                log::warn!(
+                    "sensor {}: cannot open ({e}); retrying in {wait:?}",
+                    spec.name
+                );
                 if !send(tx, spec, EventKind::Disconnected(e.to_string())) {
                     return;
                 }

@@ -66,7 +66,10 @@ impl<R: Read> LineReader<R> {
                     }
                 }
                 Ok(n) => self.push(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        || e.kind() == io::ErrorKind::WouldBlock =>
+                {
                     return Ok(Next::Timeout)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -92,7 +95,8 @@ impl<R: Read> LineReader<R> {
             }
             self.buf.push(b);
             if self.buf.len() > self.max {
-                self.ready.push_back(Next::Bad(LineError::TooLong(self.max)));
+                self.ready
+                    .push_back(Next::Bad(LineError::TooLong(self.max)));
                 self.buf.clear();
                 self.discarding = true;
             }
@@ -107,7 +111,9 @@ fn decode(raw: &[u8]) -> Next {
         return Next::Bad(LineError::Binary);
     };
     // Framing characters SOH/STX/ETX and tabs are legitimate; other controls are noise.
-    if s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\u{1}' | '\u{2}' | '\u{3}')) {
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\u{1}' | '\u{2}' | '\u{3}'))
+    {
         return Next::Bad(LineError::Binary);
     }
     Next::Line(s.to_string())

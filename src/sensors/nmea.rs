@@ -18,7 +18,9 @@ pub fn checked_body(line: &str) -> Result<&str, LineError> {
     let star = body_and_sum.rfind('*').ok_or(LineError::NoChecksum)?;
     let (body, sum) = (&body_and_sum[..star], &body_and_sum[star + 1..]);
     if sum.len() != 2 {
-        return Err(LineError::Malformed(format!("checksum '{sum}' is not two hex digits")));
+        return Err(LineError::Malformed(format!(
+            "checksum '{sum}' is not two hex digits"
+        )));
     }
     let stated = u8::from_str_radix(sum, 16)
         .map_err(|_| LineError::Malformed(format!("checksum '{sum}' is not hex")))?;
@@ -43,7 +45,10 @@ pub fn parse(line: &str) -> Result<Vec<Signal>, LineError> {
     let fields: Vec<&str> = body.split(',').collect();
     let kind = fields[0];
     if kind.len() != 5 {
-        return Err(LineError::field("address", format!("'{kind}' is not talker + type")));
+        return Err(LineError::field(
+            "address",
+            format!("'{kind}' is not talker + type"),
+        ));
     }
     match &kind[2..] {
         "MDA" => mda(&fields[1..]),
@@ -54,12 +59,18 @@ pub fn parse(line: &str) -> Result<Vec<Signal>, LineError> {
 
 fn mda(f: &[&str]) -> Result<Vec<Signal>, LineError> {
     if f.len() < 20 {
-        return Err(LineError::Malformed(format!("MDA has 20 fields, this one {}", f.len())));
+        return Err(LineError::Malformed(format!(
+            "MDA has 20 fields, this one {}",
+            f.len()
+        )));
     }
     let mut out = Vec::new();
     let mut opt = |name: &str, i: usize, lo: f64, hi: f64| -> Result<(), LineError> {
         if !f[i].is_empty() {
-            out.push((name.to_string(), bounded(&format!("MDA field {}", i + 1), f[i], lo, hi)?));
+            out.push((
+                name.to_string(),
+                bounded(&format!("MDA field {}", i + 1), f[i], lo, hi)?,
+            ));
         }
         Ok(())
     };
@@ -74,7 +85,7 @@ fn mda(f: &[&str]) -> Result<Vec<Signal>, LineError> {
 }
 
 fn xdr(f: &[&str]) -> Result<Vec<Signal>, LineError> {
-    if f.is_empty() || f.len() % 4 != 0 {
+    if f.is_empty() || !f.len().is_multiple_of(4) {
         return Err(LineError::Malformed(format!(
             "XDR has quadruples of fields, this one {} fields",
             f.len()
@@ -98,8 +109,14 @@ fn xdr(f: &[&str]) -> Result<Vec<Signal>, LineError> {
             out.push((signal.to_string(), bounded(&field, value, lo, hi)?));
         }
         if !name.is_empty() {
-            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                return Err(LineError::field(field, "name has characters other than [A-Za-z0-9_-]"));
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(LineError::field(
+                    field,
+                    "name has characters other than [A-Za-z0-9_-]",
+                ));
             }
             out.push((format!("xdr.{name}"), v));
         }
@@ -117,7 +134,8 @@ mod tests {
 
     #[test]
     fn mda_and_xdr() {
-        let mda = sentence("WIMDA,29.92,I,1.0132,B,-3.5,C,,C,91.0,,-4.7,C,270.0,T,268.0,M,5.1,N,2.6,M");
+        let mda =
+            sentence("WIMDA,29.92,I,1.0132,B,-3.5,C,,C,91.0,,-4.7,C,270.0,T,268.0,M,5.1,N,2.6,M");
         let v = parse(&mda).unwrap();
         assert!(v.contains(&("air_temp_c".into(), -3.5)));
         assert!(v.contains(&("humidity_pct".into(), 91.0)));

@@ -30,7 +30,10 @@ fn unframe(line: &str) -> Result<&str, LineError> {
         .ok_or_else(|| LineError::Malformed("SOH without STX".into()))?;
     let header = rest[..stx].trim();
     if !header.starts_with("PW") {
-        return Err(LineError::field("header", format!("'{header}' is not PW <id>")));
+        return Err(LineError::field(
+            "header",
+            format!("'{header}' is not PW <id>"),
+        ));
     }
     let body = &rest[stx + 1..];
     let etx = body
@@ -60,7 +63,10 @@ pub fn parse(line: &str) -> Result<Vec<Signal>, LineError> {
     let mut out = Vec::new();
     let status = f[0];
     if status.len() != 2 || !status.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(LineError::field("alarm/status", format!("'{status}' is not two digits")));
+        return Err(LineError::field(
+            "alarm/status",
+            format!("'{status}' is not two digits"),
+        ));
     }
     out.push(("pwd_alarm".into(), f64::from(status.as_bytes()[0] - b'0')));
     out.push(("pwd_status".into(), f64::from(status.as_bytes()[1] - b'0')));
@@ -72,9 +78,18 @@ pub fn parse(line: &str) -> Result<Vec<Signal>, LineError> {
         Ok(())
     };
     push("visibility_m", "visibility 1 min", f[1], 0.0, 100_000.0)?;
-    push("visibility_10min_m", "visibility 10 min", f[2], 0.0, 100_000.0)?;
+    push(
+        "visibility_10min_m",
+        "visibility 10 min",
+        f[2],
+        0.0,
+        100_000.0,
+    )?;
     if with_nws && f[3].chars().any(|c| c.is_ascii_digit()) {
-        return Err(LineError::field("NWS code", format!("'{}' is not a code", f[3])));
+        return Err(LineError::field(
+            "NWS code",
+            format!("'{}' is not a code", f[3]),
+        ));
     }
     push("wmo_code", "present weather", at(4), 0.0, 99.0)?;
     push("wmo_code_15min", "present weather 15 min", at(5), 0.0, 99.0)?;
@@ -119,7 +134,10 @@ mod tests {
             ("0X 1839 1505 R- 61 61 61 0.33 12.16 0", "alarm"),
             ("00 -5 1505 R- 61 61 61 0.33 12.16 0", "visibility"),
             ("00 1839 1505 R- 161 61 61 0.33 12.16 0", "present weather"),
-            ("\u{1}PW  1\u{2}00 1839 1505 R- 61 61 61 0.33 12.16 0", "ETX"),
+            (
+                "\u{1}PW  1\u{2}00 1839 1505 R- 61 61 61 0.33 12.16 0",
+                "ETX",
+            ),
             ("\u{1}XX\u{2}00\u{3}", "header"),
         ] {
             let e = parse(line).unwrap_err().to_string();

@@ -5,11 +5,13 @@
 //! mismatches), 2 an error (bad input, unreadable file).
 
 mod bench;
+mod control;
 mod corrupt;
 mod eval;
 mod extract;
 mod inspect;
 mod patch;
+mod replay;
 #[cfg(feature = "train")]
 mod train;
 mod verify;
@@ -35,6 +37,9 @@ enum Command {
     Extract(extract::Args),
     Eval(eval::Args),
     Patch(patch::Args),
+    Replay(replay::Args),
+    Status(control::StatusArgs),
+    Override(control::OverrideArgs),
     #[cfg(feature = "train")]
     Train(train::Args),
     Verify(verify::Args),
@@ -50,6 +55,9 @@ fn main() -> ExitCode {
         Command::Extract(args) => extract::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Patch(args) => patch::run(&args),
+        Command::Replay(args) => replay::run(&args),
+        Command::Status(args) => control::status(&args),
+        Command::Override(args) => control::set_override(&args),
         #[cfg(feature = "train")]
         Command::Train(args) => train::run(&args),
         Command::Verify(args) => verify::run(&args),

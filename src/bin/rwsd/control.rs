@@ -67,7 +67,8 @@ pub fn serve(path: &Path, shared: Arc<Shared>) -> Result<Server> {
         }
         std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod {}", path.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -111,7 +112,11 @@ fn answer(r: &Request, shared: &Shared) -> Value {
     let lock_engine = || shared.engine.lock().unwrap_or_else(|p| p.into_inner());
     match r.cmd.as_str() {
         "status" => {
-            let s = shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let s = shared
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             json!({"ok": true, "status": s})
         }
         "override" => {
@@ -122,7 +127,11 @@ fn answer(r: &Request, shared: &Shared) -> Value {
             let until = r.ttl_s.map(|t| now + t.max(0.0));
             match lock_engine().set_override(sig, r.alpha, until) {
                 Ok(()) => {
-                    log::info!("control: override {sig} = {:?} (ttl {:?} s)", r.alpha, r.ttl_s);
+                    log::info!(
+                        "control: override {sig} = {:?} (ttl {:?} s)",
+                        r.alpha,
+                        r.ttl_s
+                    );
                     json!({"ok": true})
                 }
                 Err(e) => json!({"ok": false, "error": e}),

@@ -101,7 +101,10 @@ impl Sensors {
     fn fill_until(&mut self, t: f64) {
         loop {
             let waiting = (0..self.buffered.len()).any(|s| {
-                !self.eof[s] && !self.buffered[s].iter().any(|e| e.t.is_some_and(|et| et > t))
+                !self.eof[s]
+                    && !self.buffered[s]
+                        .iter()
+                        .any(|e| e.t.is_some_and(|et| et > t))
             });
             if !waiting {
                 return;
@@ -127,7 +130,10 @@ impl Sensors {
         }
         let mut due: Vec<Event> = Vec::new();
         for q in &mut self.buffered {
-            while q.front().is_some_and(|e| clock == Clock::Live || e.t.is_none_or(|et| et <= t)) {
+            while q
+                .front()
+                .is_some_and(|e| clock == Clock::Live || e.t.is_none_or(|et| et <= t))
+            {
                 if let Some(e) = q.pop_front() {
                     due.push(e);
                 }
@@ -246,10 +252,14 @@ impl Daemon {
         let out: Box<dyn Write> = match &loaded.cfg.output {
             None => Box::new(std::io::stdout()),
             Some(p) if p == Path::new("-") => Box::new(std::io::stdout()),
-            Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+            Some(p) => Box::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ),
         };
         let trace = match &loaded.cfg.trace {
-            Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+            Some(p) => Some(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ),
             None => None,
         };
         let sensors = Sensors::start(&loaded.cfg)?;
@@ -299,7 +309,9 @@ impl Daemon {
 
     fn now(&self) -> f64 {
         match self.loaded.cfg.clock {
-            Clock::Replay => self.frames_done as f64 * self.loaded.cfg.frame_interval_ms as f64 / 1000.0,
+            Clock::Replay => {
+                self.frames_done as f64 * self.loaded.cfg.frame_interval_ms as f64 / 1000.0
+            }
             Clock::Live => self.started.elapsed().as_secs_f64(),
         }
     }
@@ -332,7 +344,10 @@ impl Daemon {
         self.sensors.stop();
         let (ok, n) = self.labelled;
         if n > 0 {
-            log::info!("rwsd: {} frames, top-1 correct on {ok}/{n} labelled frames", self.frames_done);
+            log::info!(
+                "rwsd: {} frames, top-1 correct on {ok}/{n} labelled frames",
+                self.frames_done
+            );
         }
     }
 
@@ -363,7 +378,9 @@ impl Daemon {
                     new.engine.carry_from(&engine);
                     std::mem::swap(&mut *engine, &mut new.engine);
                 }
-                if new.cfg.frames != self.loaded.cfg.frames || new.cfg.output != self.loaded.cfg.output {
+                if new.cfg.frames != self.loaded.cfg.frames
+                    || new.cfg.output != self.loaded.cfg.output
+                {
                     log::warn!("rwsd: frame source and output changes take effect on restart");
                 }
                 if format!("{:?}", new.cfg.sensors) != self.sensors.specs {
@@ -379,8 +396,17 @@ impl Daemon {
                 self.requested = None;
                 self.reloads += 1;
                 self.last_reload_error = None;
-                log::info!("rwsd: reloaded ({} signatures)", self.loaded.cfg.signatures.len());
+                log::info!(
+                    "rwsd: reloaded ({} signatures)",
+                    self.loaded.cfg.signatures.len()
+                );
             }
+        }
+        // Status shows the outcome at once, not only after the next frame.
+        let mut status = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
+        if status.is_object() {
+            status["reloads"] = json!(self.reloads);
+            status["last_reload_error"] = json!(self.last_reload_error);
         }
     }
 
@@ -394,7 +420,13 @@ impl Daemon {
             *self.shared.now.lock().unwrap_or_else(|p| p.into_inner()) = t;
             engine.evaluate(t)
         };
-        let coeffs: Vec<(usize, f32)> = self.loaded.map.iter().zip(&alphas).map(|(&i, &a)| (i, a as f32)).collect();
+        let coeffs: Vec<(usize, f32)> = self
+            .loaded
+            .map
+            .iter()
+            .zip(&alphas)
+            .map(|(&i, &a)| (i, a as f32))
+            .collect();
         if self.requested.as_ref() != Some(&coeffs) {
             self.loaded.session.set_coefficients(&coeffs)?;
             if clock == Clock::Replay {
@@ -409,7 +441,9 @@ impl Daemon {
             Err(FrameError::Bad { name, reason }) => {
                 self.frame_errors += 1;
                 log::warn!("rwsd: skipping frame {name}: {reason}");
-                self.emit(&json!({"frame": self.frames_done, "t": t, "name": name, "error": reason}));
+                self.emit(
+                    &json!({"frame": self.frames_done, "t": t, "name": name, "error": reason}),
+                );
                 self.frames_done += 1;
                 return Ok(true);
             }
@@ -435,7 +469,13 @@ impl Daemon {
         Ok(true)
     }
 
-    fn frame_json(&mut self, t: f64, name: &str, out: &rws::runtime::FrameOutput, latency: f64) -> Value {
+    fn frame_json(
+        &mut self,
+        t: f64,
+        name: &str,
+        out: &rws::runtime::FrameOutput,
+        latency: f64,
+    ) -> Value {
         let cfg = &self.loaded.cfg;
         let probs = softmax(&out.logits);
         let mut order: Vec<usize> = (0..probs.len()).collect();
@@ -447,9 +487,19 @@ impl Daemon {
             .map(|&i| json!({"label": label(i), "score": round(probs[i] as f64, 4)}))
             .collect();
         let mut alpha = Map::new();
-        for (sig, &a) in self.loaded.session.runtime().signatures().iter().zip(out.alphas.iter()) {
+        for (sig, &a) in self
+            .loaded
+            .session
+            .runtime()
+            .signatures()
+            .iter()
+            .zip(out.alphas.iter())
+        {
             if a != 0.0 {
-                alpha.insert(sig.metadata().corruption.clone(), json!(round(f64::from(a), 3)));
+                alpha.insert(
+                    sig.metadata().corruption.clone(),
+                    json!(round(f64::from(a), 3)),
+                );
             }
         }
         let mut v = json!({
@@ -486,7 +536,13 @@ impl Daemon {
 
     fn write_trace(&mut self, t: f64, alphas: &[f64]) {
         if let Some(f) = &mut self.trace {
-            let names = self.shared.engine.lock().unwrap_or_else(|p| p.into_inner()).signatures().to_vec();
+            let names = self
+                .shared
+                .engine
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .signatures()
+                .to_vec();
             let _ = writeln!(f, "{}", rws::replay::line(t, &names, alphas));
         }
     }
@@ -496,7 +552,10 @@ impl Daemon {
         let rt = self.loaded.session.runtime();
         let mut active = Map::new();
         for (s, a) in rt.signatures().iter().zip(alphas) {
-            active.insert(s.metadata().corruption.clone(), json!(round(f64::from(*a), 3)));
+            active.insert(
+                s.metadata().corruption.clone(),
+                json!(round(f64::from(*a), 3)),
+            );
         }
         let overrides: Map<String, Value> = engine
             .overrides()
