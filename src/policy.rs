@@ -435,7 +435,8 @@ mod tests {
         assert_eq!(e.evaluate(1.0), vec![0.5]);
         assert_eq!(e.evaluate(2.0), vec![1.0]);
         // Silent past stale_after: the target drops to 0 and α ramps down.
-        assert_eq!(e.evaluate(11.0), vec![0.5]);
+        assert_eq!(e.evaluate(10.0), vec![1.0]);
+        assert_eq!(e.evaluate(10.5), vec![0.75]);
         assert_eq!(e.evaluate(12.0), vec![0.0]);
         e.set_override("fog", Some(0.3), Some(20.0)).unwrap();
         assert_eq!(e.evaluate(13.0), vec![0.3]);
@@ -455,7 +456,11 @@ mod tests {
         });
         p.ramp_per_s = 100.0;
         let mut e = Engine::new(p, vec![100.0]);
-        e.observe(0, 0.0, &[("visibility_m".into(), 200.0), ("wmo_code".into(), 73.0)]);
+        e.observe(
+            0,
+            0.0,
+            &[("visibility_m".into(), 200.0), ("wmo_code".into(), 73.0)],
+        );
         e.evaluate(0.0);
         assert_eq!(e.evaluate(1.0), vec![0.75, 0.75]);
     }

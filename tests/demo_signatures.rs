@@ -2,6 +2,8 @@
 //! model, α = 1 makes the model more accurate on its corruption, and α = 0 gives the clean model
 //! back exactly.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use rws::corrupt::{Corruption, Preset};
@@ -93,7 +95,7 @@ fn alpha_one_helps_on_its_corruption_and_alpha_zero_is_exact() {
 
 #[test]
 fn eval_reports_a_row_per_signature() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rws"))
+    let out = common::bin(env!("CARGO_BIN_EXE_rws"))
         .args([
             "eval",
             "--signatures",
@@ -119,7 +121,7 @@ fn eval_reports_a_row_per_signature() {
 fn inspect_json_parses_on_every_shipped_file() {
     for entry in std::fs::read_dir(dir()).unwrap() {
         let path = entry.unwrap().path();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rws"))
+        let out = common::bin(env!("CARGO_BIN_EXE_rws"))
             .args(["inspect", "--json", path.to_str().unwrap()])
             .output()
             .unwrap();

@@ -2,6 +2,8 @@
 //! pseudo-terminals must give exactly the committed coefficient traces; noise, reconnects,
 //! staleness, reloads and the demo end to end.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -247,7 +249,7 @@ fn sighup_with_a_broken_config_keeps_running_and_sigterm_exits_cleanly() {
         sock.display()
     );
     std::fs::write(&cfg_path, &config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rwsd"))
+    let mut child = common::bin(env!("CARGO_BIN_EXE_rwsd"))
         .args(["--config", cfg_path.to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -316,7 +318,7 @@ fn sighup_with_a_broken_config_keeps_running_and_sigterm_exits_cleanly() {
 
 #[test]
 fn demo_end_to_end_alphas_follow_the_weather() {
-    let out = Command::new(env!("CARGO_BIN_EXE_rwsd"))
+    let out = common::bin(env!("CARGO_BIN_EXE_rwsd"))
         .args([
             "--config",
             repo().join("firmware-config/demo.toml").to_str().unwrap(),
@@ -380,4 +382,17 @@ fn demo_end_to_end_alphas_follow_the_weather() {
         )
         .all(|l| l["alpha"].as_object().unwrap().is_empty()));
     assert!(correct >= 34, "{correct}/40 frames right");
+}
+
+#[test]
+fn device_configs_are_valid() {
+    for name in ["raspberry-pi", "jetson", "demo"] {
+        let path = repo().join(format!("firmware-config/{name}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "/opt/rws/signatures",
+            repo().join("signatures").to_str().unwrap(),
+        );
+        let cfg = Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.policy.rules.len() >= 5, "{name}");
+    }
 }
