@@ -65,23 +65,30 @@ pub fn synthetic_signatures(
 ) -> Vec<SignatureFile> {
     (0..count)
         .map(|s| {
-            let mut rng = Rng::new(seed + s as u64);
-            let tensors: Vec<SignatureTensor> = layers
-                .iter()
-                .map(|(name, role, shape)| SignatureTensor {
-                    name: name.clone(),
-                    role: *role,
-                    shape: shape.clone(),
-                    values: (0..shape.iter().product::<usize>())
-                        .map(|_| (rng.normal() * 0.01) as f32)
-                        .collect(),
-                })
-                .collect();
+            let tensors = random_tensors(layers, &mut Rng::new(seed + s as u64));
             let label = format!("synthetic-{s}.rws");
             let meta = Metadata::new(&format!("synthetic{s}"), 5);
             // Encoding synthetic finite data of valid shapes cannot fail.
             let (bytes, _) = encode(&meta, &tensors, dtype, Path::new(&label)).expect("encode");
             SignatureFile::from_bytes(&bytes, &label).expect("validate")
+        })
+        .collect()
+}
+
+/// Gaussian tensors (σ = 0.01) over `layers`: synthetic signature contents.
+pub fn random_tensors(
+    layers: &[(String, Role, Vec<usize>)],
+    rng: &mut Rng,
+) -> Vec<SignatureTensor> {
+    layers
+        .iter()
+        .map(|(name, role, shape)| SignatureTensor {
+            name: name.clone(),
+            role: *role,
+            shape: shape.clone(),
+            values: (0..shape.iter().product::<usize>())
+                .map(|_| (rng.normal() * 0.01) as f32)
+                .collect(),
         })
         .collect()
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
 
-use crate::format::{DType, Metadata, Role, SignatureFile, SignatureTensor};
+use crate::format::{DType, Metadata, Role, SignatureFile};
 use crate::rng::Rng;
 use crate::runtime::{self, Runtime, RuntimeError, RuntimeOptions, Session};
 
@@ -110,6 +110,24 @@ fn frame(shape: &[usize], seed: u64) -> Result<Tensor, RuntimeError> {
         path: PathBuf::from("frame"),
         reason: e.to_string(),
     })
+}
+
+/// A command running `exe`, through the emulator named by `RWS_EXEC_WRAPPER` when set (e.g.
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu`): under qemu-user a cross-built binary cannot start
+/// another one by itself. The tests use it too.
+pub fn command(exe: &Path) -> std::process::Command {
+    match std::env::var("RWS_EXEC_WRAPPER")
+        .ok()
+        .filter(|w| !w.trim().is_empty())
+    {
+        Some(w) => {
+            let mut parts = w.split_whitespace();
+            let mut c = std::process::Command::new(parts.next().unwrap_or_default());
+            c.args(parts).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    }
 }
 
 /// Resident set size of this process in MiB (Linux; `None` elsewhere).
@@ -388,17 +406,7 @@ pub fn make_synthetic(arch: &crate::arch::Arch, dir: &Path, seed: u64) -> Result
         .collect();
     let mut rng = Rng::new(seed ^ 0x5157);
     for c in crate::corrupt::Corruption::ALL {
-        let tensors: Vec<SignatureTensor> = layers
-            .iter()
-            .map(|(name, role, shape)| SignatureTensor {
-                name: name.clone(),
-                role: *role,
-                shape: shape.clone(),
-                values: (0..shape.iter().product::<usize>())
-                    .map(|_| (rng.normal() * 0.01) as f32)
-                    .collect(),
-            })
-            .collect();
+        let tensors = super::random_tensors(&layers, &mut rng);
         let mut meta = Metadata::new(c.name(), 5);
         meta.source_model = format!("{} (synthetic)", arch.name);
         let path = dir.join(format!("{}.rws", c.name()));

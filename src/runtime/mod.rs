@@ -643,13 +643,8 @@ pub fn run_plan(
     plan: &Arc<TypedSimplePlan>,
     input: Tensor,
 ) -> Result<Vec<f32>, RuntimeError> {
-    let out = plan
-        .run(tvec!(input.into_tvalue()))
-        .map_err(tract_err(path, "running"))?;
-    let view = out[0]
-        .to_plain_array_view::<f32>()
-        .map_err(tract_err(path, "reading the output"))?;
-    Ok(view.iter().copied().collect())
+    let mut state = plan.spawn().map_err(tract_err(path, "starting a plan"))?;
+    run_state(path, &mut state, input)
 }
 
 /// An image (height × width × RGB in [0, 1]) as an NCHW tensor of `shape` `[1, 3, H, W]`.

@@ -211,22 +211,9 @@ pub fn reseal(b: &mut [u8]) {
     b[60..64].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// A command for one of the crate's binaries. Under emulation (cross tests run by qemu-user,
-/// which cannot exec a foreign binary by itself), `RWS_EXEC_WRAPPER` names the emulator command
-/// to prefix, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`.
+/// A command for one of the crate's binaries (through `RWS_EXEC_WRAPPER` under emulation).
 pub fn bin(path: &str) -> std::process::Command {
-    match std::env::var("RWS_EXEC_WRAPPER")
-        .ok()
-        .filter(|w| !w.trim().is_empty())
-    {
-        Some(w) => {
-            let mut parts = w.split_whitespace();
-            let mut c = std::process::Command::new(parts.next().unwrap_or_default());
-            c.args(parts).arg(path);
-            c
-        }
-        None => std::process::Command::new(path),
-    }
+    rws::bench::runtime::command(std::path::Path::new(path))
 }
 
 /// Runs the `rws` binary: (exit code, stdout, stderr).

@@ -89,18 +89,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 fn probe(model: &std::path::Path, dir: &std::path::Path, which: &str) -> Result<f64> {
     let exe = std::env::current_exe().context("locating the rws binary")?;
     // Under qemu-user (cross-built binaries on another host) the emulator must start the child.
-    let mut cmd = match std::env::var("RWS_EXEC_WRAPPER")
-        .ok()
-        .filter(|w| !w.trim().is_empty())
-    {
-        Some(w) => {
-            let mut parts = w.split_whitespace();
-            let mut c = std::process::Command::new(parts.next().unwrap_or_default());
-            c.args(parts).arg(exe);
-            c
-        }
-        None => std::process::Command::new(exe),
-    };
+    let mut cmd = rb::command(&exe);
     let out = cmd
         .args(["bench", "--rss-probe", which, "--model"])
         .arg(model)

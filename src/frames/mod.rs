@@ -5,6 +5,9 @@
 //! A frame that cannot be decoded is an error for that frame only; the source goes on with the
 //! next one, and the daemon keeps running on its last good state.
 
+#[cfg(all(feature = "v4l2", target_os = "linux"))]
+pub mod v4l2;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +51,13 @@ pub fn open(source: &FrameSource) -> Result<Box<dyn Frames>, FrameError> {
             height,
             format,
         } => Ok(Box::new(RawFrames::open(path, *width, *height, *format)?)),
+        #[cfg(all(feature = "v4l2", target_os = "linux"))]
+        FrameSource::V4l2 {
+            path,
+            width,
+            height,
+        } => Ok(Box::new(v4l2::V4l2Frames::open(path, *width, *height)?)),
+        #[cfg(not(all(feature = "v4l2", target_os = "linux")))]
         FrameSource::V4l2 { path, .. } => Err(FrameError::Source {
             path: path.clone(),
             reason: v4l2_unavailable(),
@@ -55,8 +65,9 @@ pub fn open(source: &FrameSource) -> Result<Box<dyn Frames>, FrameError> {
     }
 }
 
+#[cfg(not(all(feature = "v4l2", target_os = "linux")))]
 fn v4l2_unavailable() -> String {
-    "V4L2 capture is not built in; pipe the camera as raw frames instead, e.g. \
+    "V4L2 capture is not built in (build with `--features v4l2`), or pipe the camera as raw frames instead, e.g. \
      `ffmpeg -f v4l2 -i /dev/video0 -vf scale=W:H -pix_fmt rgb24 -f rawvideo - | rwsd ...` \
      with frames.source = \"raw\" (see docs/deploy.md)"
         .into()
