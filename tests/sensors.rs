@@ -283,7 +283,7 @@ fn sighup_with_a_broken_config_keeps_running_and_sigterm_exits_cleanly() {
     assert_eq!(after["frame"], 1, "still running after a bad reload");
     // The reload runs between frames; poll until the status shows its outcome.
     let mut status = serde_json::Value::Null;
-    for _ in 0..50 {
+    for _ in 0..400 {
         status = socket_request(&sock, r#"{"cmd":"status"}"#);
         if status["status"]["last_reload_error"].is_string() {
             break;

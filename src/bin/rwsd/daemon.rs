@@ -230,7 +230,12 @@ pub struct Daemon {
     reloads: u64,
     last_reload_error: Option<String>,
     labelled: (u64, u64),
+    /// When the status JSON was last rebuilt (it is refreshed at most every STATUS_EVERY).
+    status_at: Option<Instant>,
 }
+
+/// The status served on the socket is rebuilt at most this often, not on every frame.
+const STATUS_EVERY: Duration = Duration::from_millis(250);
 
 impl Daemon {
     pub fn start(path: &Path) -> Result<Daemon> {
@@ -286,6 +291,7 @@ impl Daemon {
             reloads: 0,
             last_reload_error: None,
             labelled: (0, 0),
+            status_at: None,
         })
     }
 
@@ -465,7 +471,11 @@ impl Daemon {
         self.emit(&line);
         self.write_trace(t, &alphas);
         self.frames_done += 1;
-        self.update_status(t, &out.alphas, out.generation);
+        let due = self.status_at.is_none_or(|at| at.elapsed() >= STATUS_EVERY);
+        if due || clock == Clock::Replay {
+            self.update_status(t, &out.alphas, out.generation);
+            self.status_at = Some(Instant::now());
+        }
         Ok(true)
     }
 
