@@ -213,7 +213,7 @@ pub fn run(model: &Path, files: &[PathBuf], opts: &Options) -> Result<Report, Ru
 
     steady(&rt, &full, &x, opts, &mut report)?;
     switches(&rt, &x, opts, &mut report)?;
-    report.patch_vs_memcpy = kernel_ratio(&rt, model)?;
+    report.patch_vs_memcpy = kernel_ratio(&rt);
     Ok(report)
 }
 
@@ -344,20 +344,8 @@ fn switches(
 }
 
 /// The patch kernel with one signature on the model's patched tensors, against memcpy.
-fn kernel_ratio(rt: &Runtime, model: &Path) -> Result<f64, RuntimeError> {
-    let onnx = crate::onnx::OnnxModel::open(model)?;
-    let refs: Vec<&SignatureFile> = rt.signatures().iter().collect();
-    let patcher = crate::patch::Patcher::new(&refs).map_err(|m| RuntimeError::Mismatch {
-        sig: PathBuf::new(),
-        model: model.to_path_buf(),
-        mismatches: m,
-    })?;
-    let clean: Vec<Vec<f32>> = patcher
-        .targets()
-        .iter()
-        .map(|t| onnx.initializer_f32(&t.name))
-        .collect::<Result<_, _>>()?;
-    Ok(super::time_patch(rt.signatures(), &clean, 1, 31, "runtime").ratio)
+fn kernel_ratio(rt: &Runtime) -> f64 {
+    super::time_patch(rt.signatures(), rt.clean_values(), 1, 31, "runtime").ratio
 }
 
 /// Writes a model of architecture `arch` with seeded random weights (`model.onnx`) and 19

@@ -388,6 +388,11 @@ impl Runtime {
         &self.cut
     }
 
+    /// Clean values of the patched tensors, in [`Self::targets`] order (the runtime's one copy).
+    pub fn clean_values(&self) -> &[Vec<f32>] {
+        &self.clean
+    }
+
     /// The patched tensors.
     pub fn targets(&self) -> &[String] {
         &self.targets

@@ -178,7 +178,8 @@ impl Sensors {
 struct Loaded {
     cfg: Config,
     session: Session,
-    /// Runtime signature index of each policy signature.
+    /// The policy's signatures (output order) and the runtime index of each.
+    names: Vec<String>,
     map: Vec<usize>,
     engine: Engine,
 }
@@ -207,6 +208,7 @@ fn load(path: &Path) -> Result<Loaded> {
         .collect::<Result<Vec<_>>>()?;
     let session = Session::new(rt)?;
     Ok(Loaded {
+        names: engine.signatures().to_vec(),
         cfg,
         session,
         map,
@@ -546,14 +548,7 @@ impl Daemon {
 
     fn write_trace(&mut self, t: f64, alphas: &[f64]) {
         if let Some(f) = &mut self.trace {
-            let names = self
-                .shared
-                .engine
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .signatures()
-                .to_vec();
-            let _ = writeln!(f, "{}", rws::replay::line(t, &names, alphas));
+            let _ = writeln!(f, "{}", rws::replay::line(t, &self.loaded.names, alphas));
         }
     }
 
