@@ -109,6 +109,17 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// At most `n` images spread evenly over the set (indices `i·len/n`). Splits are ordered by
+    /// class, so taking the first `n` would drop whole classes; this keeps every class.
+    pub fn spread(&self, n: usize) -> Dataset {
+        let len = self.len();
+        if n >= len {
+            return self.clone();
+        }
+        let idx: Vec<usize> = (0..n).map(|i| i * len / n).collect();
+        self.subset(&idx, &format!("spread{n}"))
+    }
+
     fn subset(&self, idx: &[usize], suffix: &str) -> Dataset {
         Dataset {
             name: format!("{}/{suffix}", self.name),

@@ -35,6 +35,13 @@ fn mnist_5k_loads_with_a_fixed_stratified_split() {
             100
         );
     }
+    // A sample of the class-ordered test split keeps every class, equally.
+    let sample = split.test.spread(250);
+    assert_eq!(sample.len(), 250);
+    for class in 0..10u8 {
+        assert_eq!(sample.labels.iter().filter(|&&l| l == class).count(), 25);
+    }
+    assert_eq!(split.test.spread(5000), split.test);
 }
 
 #[test]

@@ -44,10 +44,13 @@ fn manifest_lists_19_intact_signatures_that_fit_the_model() {
 fn alpha_one_helps_on_its_corruption_and_alpha_zero_is_exact() {
     let m = Manifest::load(dir().join("manifest.json")).unwrap();
     let clean = OnnxModel::open(dir().join(&m.model.file)).unwrap();
+    // 100 of the 1000 test images, 10 per class: the gains at severity 5 are tens of points, and
+    // the suite also runs under qemu-user in CI, where one frame of this model takes ~45 ms.
     let test = load(Kind::Mnist5k, default_path(Kind::Mnist5k))
         .unwrap()
         .split()
-        .test;
+        .test
+        .spread(100);
     let base = Classifier::from_onnx(&clean.to_bytes(), 32).unwrap();
     let clean_acc = base.accuracy(&test, None, 0).unwrap();
     for c in [
@@ -103,7 +106,7 @@ fn eval_reports_a_row_per_signature() {
             "--signatures",
             dir().to_str().unwrap(),
             "--limit",
-            "100",
+            "20",
             "--json",
         ])
         .output()
@@ -115,7 +118,7 @@ fn eval_reports_a_row_per_signature() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rows"].as_array().unwrap().len(), 19);
-    assert_eq!(v["images"], 100);
+    assert_eq!(v["images"], 20);
     assert!(v["test_accuracy"].as_f64().unwrap() > 0.9);
 }
 

@@ -38,7 +38,7 @@ pub struct Args {
     /// Coefficient of the signature.
     #[arg(long, default_value_t = 1.0)]
     alpha: f32,
-    /// Evaluate on the first N test images only.
+    /// Evaluate on N test images only, spread evenly over the split (every class kept).
     #[arg(long)]
     limit: Option<usize>,
     /// Print JSON instead of a table.
@@ -62,8 +62,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let kind: Kind = args.dataset.parse().map_err(anyhow::Error::msg)?;
     let mut test = data::load(kind, data::default_path(kind))?.split().test;
     if let Some(n) = args.limit {
-        test.images.truncate(n);
-        test.labels.truncate(n);
+        test = test.spread(n);
     }
     let clean = OnnxModel::open(args.signatures.join(&manifest.model.file))?;
     let side = 32;
