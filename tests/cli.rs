@@ -1,10 +1,8 @@
 //! The `rws` binary as a user runs it: `inspect` and `verify`, on good and damaged files.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use rws::format::DType;
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {

@@ -2,7 +2,7 @@
 //! model, α = 1 makes the model more accurate on its corruption, and α = 0 gives the clean model
 //! back exactly.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,12 +1,10 @@
 //! `rws extract` against an independent numpy reference, `rws patch` from the outside, and the
 //! errors both give on bad input.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use rws::onnx::OnnxModel;
 use rws::rng::Rng;
 

@@ -1,8 +1,6 @@
 //! The `.rws` format: round trips for every dtype, and one crafted file per validation failure.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rws::format::{DType, FormatErrorKind as K, SignatureFile, TensorData};
 
 fn open(bytes: &[u8]) -> Result<SignatureFile, rws::format::FormatError> {

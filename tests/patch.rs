@@ -1,8 +1,6 @@
 //! The patch engine against an f64 reference: exact take-off, composition, every dtype.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rws::format::{DType, Role, SignatureFile};
 use rws::patch::{patch_into, PatchError, Patcher, Term};
 use rws::rng::Rng;

@@ -1,7 +1,7 @@
 //! The device runtime: split-model prefix plans against offline patching, exact take-off, frames
 //! that never mix two coefficient sets, BatchNorm + residual models, and refusals.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! pseudo-terminals must give exactly the committed coefficient traces; noise, reconnects,
 //! staleness, reloads and the demo end to end.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -236,61 +236,110 @@ fn kill(pid: u32, sig: &str) {
         .success());
 }
 
+/// rwsd on a config in a temporary directory, fed 32×32 gray frames on stdin, one JSON line out
+/// per frame, with a control socket.
+struct LiveDaemon {
+    _dir: tempfile::TempDir,
+    sock: PathBuf,
+    cfg_path: PathBuf,
+    config: String,
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl LiveDaemon {
+    fn start() -> LiveDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("rwsd.sock");
+        let cfg_path = dir.path().join("live.toml");
+        let config = format!(
+            "[model]\nsignatures = \"{}\"\n[model.input]\nwidth = 32\nheight = 32\n\
+             [frames]\nsource = \"raw\"\npath = \"-\"\nwidth = 32\nheight = 32\nformat = \"gray8\"\n\
+             [control]\nsocket = \"{}\"\n[policy]\n[[policy.rule]]\nsignature = \"fog\"\nsignal = \"visibility_m\"\ncurve = [[1000.0, 0.0], [200.0, 1.0]]\n",
+            repo().join("signatures").display(),
+            sock.display()
+        );
+        std::fs::write(&cfg_path, &config).unwrap();
+        let mut child = common::bin(env!("CARGO_BIN_EXE_rwsd"))
+            .args(["--config", cfg_path.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        LiveDaemon {
+            _dir: dir,
+            sock,
+            cfg_path,
+            config,
+            child,
+            stdin,
+            out,
+        }
+    }
+
+    /// Sends one frame and reads its JSON line.
+    fn next_line(&mut self) -> serde_json::Value {
+        self.stdin.write_all(&[128u8; 32 * 32]).unwrap();
+        self.stdin.flush().unwrap();
+        let mut l = String::new();
+        self.out.read_line(&mut l).unwrap();
+        serde_json::from_str::<serde_json::Value>(&l).unwrap()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        socket_request(&self.sock, r#"{"cmd":"status"}"#)["status"].clone()
+    }
+
+    /// SIGTERM: the frame in progress is finished, then exit 0 and the socket is removed.
+    fn terminate(mut self, expect_frame: u64) {
+        kill(self.child.id(), "-TERM");
+        std::thread::sleep(Duration::from_millis(200));
+        let last = self.next_line();
+        assert_eq!(last["frame"], expect_frame);
+        let code = self.child.wait().unwrap();
+        assert!(code.success(), "{code:?}");
+        assert!(!self.sock.exists(), "the socket file is removed on exit");
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+    }
+}
+
 #[test]
 fn sighup_with_a_broken_config_keeps_running_and_sigterm_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("rwsd.sock");
-    let cfg_path = dir.path().join("live.toml");
-    let config = format!(
-        "[model]\nsignatures = \"{}\"\n[model.input]\nwidth = 32\nheight = 32\n\
-         [frames]\nsource = \"raw\"\npath = \"-\"\nwidth = 32\nheight = 32\nformat = \"gray8\"\n\
-         [control]\nsocket = \"{}\"\n[policy]\n[[policy.rule]]\nsignature = \"fog\"\nsignal = \"visibility_m\"\ncurve = [[1000.0, 0.0], [200.0, 1.0]]\n",
-        repo().join("signatures").display(),
-        sock.display()
-    );
-    std::fs::write(&cfg_path, &config).unwrap();
-    let mut child = common::bin(env!("CARGO_BIN_EXE_rwsd"))
-        .args(["--config", cfg_path.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let frame = vec![128u8; 32 * 32];
-    let mut next_line = |stdin: &mut std::process::ChildStdin| {
-        stdin.write_all(&frame).unwrap();
-        stdin.flush().unwrap();
-        let mut l = String::new();
-        out.read_line(&mut l).unwrap();
-        serde_json::from_str::<serde_json::Value>(&l).unwrap()
-    };
-    assert_eq!(next_line(&mut stdin)["frame"], 0);
+    let mut d = LiveDaemon::start();
+    assert_eq!(d.next_line()["frame"], 0);
     // Override through the socket, as `rws override fog=0.7` does.
-    let ok = socket_request(&sock, r#"{"cmd":"override","signature":"fog","alpha":0.7}"#);
+    let ok = socket_request(
+        &d.sock,
+        r#"{"cmd":"override","signature":"fog","alpha":0.7}"#,
+    );
     assert_eq!(ok["ok"], true);
     let bad = socket_request(
-        &sock,
+        &d.sock,
         r#"{"cmd":"override","signature":"volcano","alpha":1}"#,
     );
     assert_eq!(bad["ok"], false);
 
-    std::fs::write(&cfg_path, config.replace("[policy]", "[policy\nbroken")).unwrap();
-    kill(child.id(), "-HUP");
+    std::fs::write(&d.cfg_path, d.config.replace("[policy]", "[policy\nbroken")).unwrap();
+    kill(d.child.id(), "-HUP");
     std::thread::sleep(Duration::from_millis(300));
-    let after = next_line(&mut stdin);
+    let after = d.next_line();
     assert_eq!(after["frame"], 1, "still running after a bad reload");
-    // The reload runs between frames; poll until the status shows its outcome.
+    // The reload is prepared on its own thread; a failure shows in the status without waiting
+    // for another frame. Poll until it does.
     let mut status = serde_json::Value::Null;
     for _ in 0..400 {
-        status = socket_request(&sock, r#"{"cmd":"status"}"#);
-        if status["status"]["last_reload_error"].is_string() {
+        status = d.status();
+        if status["last_reload_error"].is_string() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let err = status["status"]["last_reload_error"]
+    let err = status["last_reload_error"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -298,22 +347,63 @@ fn sighup_with_a_broken_config_keeps_running_and_sigterm_exits_cleanly() {
         err.contains("live.toml:"),
         "reload error names the file and line: {status}"
     );
-    assert_eq!(status["status"]["reloads"], 0);
+    assert_eq!(status["reloads"], 0);
     assert_eq!(
-        status["status"]["overrides"]["fog"]["alpha"], 0.7,
+        status["overrides"]["fog"]["alpha"], 0.7,
         "the running policy was kept"
     );
+    d.terminate(2);
+}
 
-    // SIGTERM: the frame in progress is finished, then exit 0.
-    kill(child.id(), "-TERM");
-    std::thread::sleep(Duration::from_millis(200));
-    let last = next_line(&mut stdin);
-    assert_eq!(last["frame"], 2);
-    let code = child.wait().unwrap();
-    assert!(code.success(), "{code:?}");
-    assert!(!sock.exists(), "the socket file is removed on exit");
-    let mut rest = String::new();
-    let _ = out.read_to_string(&mut rest);
+#[test]
+fn sighup_with_a_new_config_swaps_it_in_between_frames() {
+    let mut d = LiveDaemon::start();
+    assert_eq!(d.next_line()["frame"], 0);
+    let ok = socket_request(
+        &d.sock,
+        r#"{"cmd":"override","signature":"fog","alpha":0.7}"#,
+    );
+    assert_eq!(ok["ok"], true);
+    // The new config adds a second signature to the policy.
+    let more = d.config.clone()
+        + "[[policy.rule]]\nsignature = \"snow\"\nsignal = \"visibility_m\"\ncurve = [[1000.0, 0.0], [200.0, 1.0]]\n";
+    std::fs::write(&d.cfg_path, more).unwrap();
+    kill(d.child.id(), "-HUP");
+    // Frames keep coming while the new runtime is prepared; it is swapped in between two of them.
+    let mut frame = 0;
+    let mut status = serde_json::Value::Null;
+    for _ in 0..200 {
+        frame = d.next_line()["frame"].as_u64().unwrap();
+        status = d.status();
+        if status["reloads"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status["reloads"], 1, "{status}");
+    assert!(status["last_reload_error"].is_null(), "{status}");
+    assert_eq!(
+        status["overrides"]["fog"]["alpha"], 0.7,
+        "overrides carry over a reload"
+    );
+    // Every frame is answered, in order, and the new policy's signature is live.
+    let mut snow = false;
+    for _ in 0..20 {
+        let next = d.next_line()["frame"].as_u64().unwrap();
+        assert_eq!(next, frame + 1, "no frame lost");
+        frame = next;
+        std::thread::sleep(Duration::from_millis(300)); // the status is rebuilt at most 4×/s
+        if d.status()["alpha"]["snow"].is_number() {
+            snow = true;
+            break;
+        }
+    }
+    assert!(
+        snow,
+        "the reloaded policy's signature is loaded: {}",
+        d.status()
+    );
+    d.terminate(frame + 1);
 }
 
 #[test]

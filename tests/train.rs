@@ -1,6 +1,5 @@
 //! Training with candle and exporting to ONNX: tract must reproduce candle's logits, and a seeded
 //! run must be reproducible.
-#![cfg(feature = "train")]
 
 use candle_core::Device;
 use rws::arch::Arch;

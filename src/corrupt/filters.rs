@@ -344,6 +344,20 @@ pub fn resize_nearest(p: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Ve
 /// OpenCV `resize` with half-pixel centres: `INTER_LINEAR` (`cubic = false`) or `INTER_CUBIC`
 /// (a = −0.75), edges replicated.
 pub fn resize_cv(p: &[f32], h: usize, w: usize, oh: usize, ow: usize, cubic: bool) -> Vec<f32> {
+    resize_cv_window(p, (h, w), (oh, ow), cubic, (0, 0), (oh, ow))
+}
+
+/// The window of `size` (rows, columns) at `origin` of [`resize_cv`]'s `out`-sized output,
+/// computed alone: each output pixel depends only on its own coordinates, so the values are
+/// bit-identical to cropping the full resize, at the cost of the window only.
+pub fn resize_cv_window(
+    p: &[f32],
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    cubic: bool,
+    (y0, x0): (usize, usize),
+    (wh, ww): (usize, usize),
+) -> Vec<f32> {
     let taps = |o: usize, n_in: usize, n_out: usize| -> Vec<(usize, f64)> {
         let f = (o as f64 + 0.5) * n_in as f64 / n_out as f64 - 0.5;
         let i0 = f.floor();
@@ -366,9 +380,9 @@ pub fn resize_cv(p: &[f32], h: usize, w: usize, oh: usize, ow: usize, cubic: boo
             vec![(at(0), 1.0 - t), (at(1), t)]
         }
     };
-    let tx: Vec<_> = (0..ow).map(|x| taps(x, w, ow)).collect();
-    let ty: Vec<_> = (0..oh).map(|y| taps(y, h, oh)).collect();
-    let mut out = vec![0f32; oh * ow];
+    let tx: Vec<_> = (x0..x0 + ww).map(|x| taps(x, w, ow)).collect();
+    let ty: Vec<_> = (y0..y0 + wh).map(|y| taps(y, h, oh)).collect();
+    let mut out = vec![0f32; wh * ww];
     for (y, wy) in ty.iter().enumerate() {
         for (x, wx) in tx.iter().enumerate() {
             let mut acc = 0f64;
@@ -377,7 +391,7 @@ pub fn resize_cv(p: &[f32], h: usize, w: usize, oh: usize, ow: usize, cubic: boo
                     acc += cy * cx * f64::from(p[sy * w + sx]);
                 }
             }
-            out[y * ow + x] = acc as f32;
+            out[y * ww + x] = acc as f32;
         }
     }
     out
@@ -428,6 +442,27 @@ pub fn gray(r: f32, g: f32, b: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resize_window_is_the_crop_of_the_full_resize_bit_for_bit() {
+        let (h, w) = (13, 17);
+        let p: Vec<f32> = (0..h * w)
+            .map(|i| ((i * 37) % 101) as f32 / 101.0)
+            .collect();
+        for cubic in [false, true] {
+            for (oh, ow) in [(29, 23), (7, 9)] {
+                let full = resize_cv(&p, h, w, oh, ow, cubic);
+                let (y0, x0, wh, ww) = (oh / 3, ow / 4, oh / 2, ow / 2);
+                let win = resize_cv_window(&p, (h, w), (oh, ow), cubic, (y0, x0), (wh, ww));
+                for y in 0..wh {
+                    for x in 0..ww {
+                        let (a, b) = (win[y * ww + x], full[(y0 + y) * ow + x0 + x]);
+                        assert_eq!(a.to_bits(), b.to_bits(), "cubic {cubic} ({y}, {x})");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn borders_follow_their_libraries() {

@@ -6,6 +6,7 @@ use super::filters::{self as f, Border};
 use super::{CorruptError, Corruption};
 use crate::image::Image;
 use crate::rng::Rng;
+use std::sync::OnceLock;
 
 /// Picks the CIFAR or the ImageNet constant for severity index `s`.
 fn pick<T: Copy>(cifar: bool, c: [T; 5], i: [T; 5], s: usize) -> T {
@@ -382,6 +383,27 @@ static FROST: [&[u8]; 5] = [
     include_bytes!("../../assets/frost/frost5.jpg"),
 ];
 
+/// A frost texture as three planes, decoded once per process.
+struct FrostTexture {
+    height: usize,
+    width: usize,
+    planes: [Vec<f32>; 3],
+}
+
+fn frost_texture(idx: usize) -> Result<&'static FrostTexture, CorruptError> {
+    static DECODED: [OnceLock<Result<FrostTexture, String>>; 5] = [const { OnceLock::new() }; 5];
+    let decoded = DECODED[idx].get_or_init(|| {
+        let tex =
+            Image::decode(FROST[idx], format!("frost{}", idx + 1)).map_err(|e| e.to_string())?;
+        Ok(FrostTexture {
+            height: tex.height,
+            width: tex.width,
+            planes: [tex.channel(0), tex.channel(1), tex.channel(2)],
+        })
+    });
+    decoded.as_ref().map_err(|e| CorruptError::Frost(e.clone()))
+}
+
 fn frost(img: &Image, s: usize, cifar: bool, rng: &mut Rng) -> Result<Image, CorruptError> {
     let (a, b) = pick(
         cifar,
@@ -396,8 +418,7 @@ fn frost(img: &Image, s: usize, cifar: bool, rng: &mut Rng) -> Result<Image, Cor
         s,
     );
     let idx = rng.below(5) as usize;
-    let tex = Image::decode(FROST[idx], format!("frost{}", idx + 1))
-        .map_err(|e| CorruptError::Frost(e.to_string()))?;
+    let tex = frost_texture(idx)?;
     let (th, tw) = (tex.height, tex.width);
     let (h, w) = (img.height, img.width);
     // CIFAR: cv2.resize(fx=0.2) (bilinear); ImageNet: grow to cover the image ×1.1 (bicubic).
@@ -419,17 +440,21 @@ fn frost(img: &Image, s: usize, cifar: bool, rng: &mut Rng) -> Result<Image, Cor
             (tw as f64 * scale).ceil() as usize,
         )
     };
-    let planes: Vec<Vec<f32>> = (0..3)
-        .map(|c| f::resize_cv(&tex.channel(c), th, tw, nh, nw, cubic))
-        .collect();
-    let tex = Image::from_planes(nh, nw, [&planes[0], &planes[1], &planes[2]]);
     let y0 = rng.below((nh - h).max(1) as u64) as usize;
     let x0 = rng.below((nw - w).max(1) as u64) as usize;
+    // Only the h×w crop of the resized texture is used: resize just that window (a 32×32 image
+    // would otherwise resize a whole texture of a million pixels per call).
+    let planes: Vec<Vec<f32>> = tex
+        .planes
+        .iter()
+        .map(|p| f::resize_cv_window(p, (th, tw), (nh, nw), cubic, (y0, x0), (h, w)))
+        .collect();
+    let crop = Image::from_planes(h, w, [&planes[0], &planes[1], &planes[2]]);
     let mut out = img.clone();
     for y in 0..h {
         for x in 0..w {
             for c in 0..3 {
-                let t = tex.at(y0 + y, x0 + x, c).clamp(0.0, 1.0);
+                let t = crop.at(y, x, c).clamp(0.0, 1.0);
                 out.data[(y * w + x) * 3 + c] = a as f32 * img.at(y, x, c) + b as f32 * t;
             }
         }

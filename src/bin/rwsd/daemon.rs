@@ -184,7 +184,17 @@ struct Loaded {
     engine: Engine,
 }
 
-fn load(path: &Path) -> Result<Loaded> {
+/// The slow part of a load (parse, map and check every signature, split and optimize the model),
+/// done off the frame thread on reload; [`Prepared::start`] then only starts the session.
+struct Prepared {
+    cfg: Config,
+    rt: Arc<Runtime>,
+    names: Vec<String>,
+    map: Vec<usize>,
+    engine: Engine,
+}
+
+fn prepare(path: &Path) -> Result<Prepared> {
     let cfg = Config::load(path)?;
     let sigs = cfg
         .signatures
@@ -206,14 +216,29 @@ fn load(path: &Path) -> Result<Loaded> {
                 .with_context(|| format!("signature '{s}' was not loaded"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let session = Session::new(rt)?;
-    Ok(Loaded {
+    Ok(Prepared {
         names: engine.signatures().to_vec(),
         cfg,
-        session,
+        rt,
         map,
         engine,
     })
+}
+
+impl Prepared {
+    fn start(self) -> Result<Loaded> {
+        Ok(Loaded {
+            session: Session::new(self.rt)?,
+            cfg: self.cfg,
+            names: self.names,
+            map: self.map,
+            engine: self.engine,
+        })
+    }
+}
+
+fn load(path: &Path) -> Result<Loaded> {
+    prepare(path)?.start()
 }
 
 pub struct Daemon {
@@ -231,6 +256,10 @@ pub struct Daemon {
     frame_errors: u64,
     reloads: u64,
     last_reload_error: Option<String>,
+    /// A reload being prepared on its own thread while frames go on with the running state.
+    pending: Option<JoinHandle<Result<Prepared>>>,
+    /// SIGHUP came again while a reload was being prepared: prepare once more after it.
+    reload_again: bool,
     labelled: (u64, u64),
     /// When the status JSON was last rebuilt (it is refreshed at most every STATUS_EVERY).
     status_at: Option<Instant>,
@@ -292,6 +321,8 @@ impl Daemon {
             frame_errors: 0,
             reloads: 0,
             last_reload_error: None,
+            pending: None,
+            reload_again: false,
             labelled: (0, 0),
             status_at: None,
         })
@@ -331,8 +362,9 @@ impl Daemon {
                 break;
             }
             if signals.hup.swap(false, Ordering::Relaxed) {
-                self.reload();
+                self.start_reload();
             }
+            self.finish_reload();
             if max_frames.is_some_and(|m| self.frames_done >= m) {
                 break;
             }
@@ -371,46 +403,95 @@ impl Daemon {
         }
     }
 
-    /// Reloads config and signatures; on any error keeps everything as it was.
-    fn reload(&mut self) {
+    /// Starts preparing a reload (SIGHUP) on its own thread: parsing the config, mapping and
+    /// checking the signatures and optimizing the model take ~10 ms for the demo and ~100 ms for
+    /// VGG-16, frames that the camera would otherwise have to hold back.
+    fn start_reload(&mut self) {
         log::info!("rwsd: SIGHUP, reloading {}", self.path.display());
-        match load(&self.path) {
-            Err(e) => {
-                let msg = format!("{e:#}");
-                log::error!("rwsd: reload failed, keeping the running config: {msg}");
-                self.last_reload_error = Some(msg);
-            }
-            Ok(mut new) => {
-                {
-                    let mut engine = self.shared.engine.lock().unwrap_or_else(|p| p.into_inner());
-                    new.engine.carry_from(&engine);
-                    std::mem::swap(&mut *engine, &mut new.engine);
-                }
-                if new.cfg.frames != self.loaded.cfg.frames
-                    || new.cfg.output != self.loaded.cfg.output
-                {
-                    log::warn!("rwsd: frame source and output changes take effect on restart");
-                }
-                if format!("{:?}", new.cfg.sensors) != self.sensors.specs {
-                    match Sensors::start(&new.cfg) {
-                        Ok(s) => {
-                            let mut old = std::mem::replace(&mut self.sensors, s);
-                            old.stop();
-                        }
-                        Err(e) => log::error!("rwsd: restarting sensors failed: {e:#}"),
+        if self.pending.is_some() {
+            self.reload_again = true;
+            return;
+        }
+        let path = self.path.clone();
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rwsd-reload".into())
+            .spawn(move || {
+                let result = prepare(&path);
+                // A failure shows in the status at once, even while the frame thread waits
+                // for its next frame; the frame thread records it when it takes the result.
+                if let Err(e) = &result {
+                    let mut status = shared.status.lock().unwrap_or_else(|p| p.into_inner());
+                    if status.is_object() {
+                        status["last_reload_error"] = json!(format!("{e:#}"));
                     }
                 }
-                self.loaded = new;
-                self.requested = None;
-                self.reloads += 1;
-                self.last_reload_error = None;
-                log::info!(
-                    "rwsd: reloaded ({} signatures)",
-                    self.loaded.cfg.signatures.len()
-                );
+                result
+            });
+        match spawned {
+            Ok(handle) => self.pending = Some(handle),
+            Err(e) => self.reload_failed(format!("starting the reload thread: {e}")),
+        }
+    }
+
+    /// Between frames: takes a finished reload, if any, and swaps it in whole; on any error
+    /// everything stays as it was.
+    fn finish_reload(&mut self) {
+        if !self.pending.as_ref().is_some_and(|h| h.is_finished()) {
+            return;
+        }
+        let Some(handle) = self.pending.take() else {
+            return;
+        };
+        let result = match handle.join() {
+            Ok(r) => r.and_then(Prepared::start),
+            Err(_) => Err(anyhow::anyhow!("the reload thread panicked")),
+        };
+        match result {
+            Err(e) => self.reload_failed(format!("{e:#}")),
+            Ok(new) => self.swap_in(new),
+        }
+        self.publish_reload_status();
+        if std::mem::take(&mut self.reload_again) {
+            self.start_reload();
+        }
+    }
+
+    fn reload_failed(&mut self, msg: String) {
+        log::error!("rwsd: reload failed, keeping the running config: {msg}");
+        self.last_reload_error = Some(msg);
+    }
+
+    fn swap_in(&mut self, mut new: Loaded) {
+        {
+            let mut engine = self.shared.engine.lock().unwrap_or_else(|p| p.into_inner());
+            new.engine.carry_from(&engine);
+            std::mem::swap(&mut *engine, &mut new.engine);
+        }
+        if new.cfg.frames != self.loaded.cfg.frames || new.cfg.output != self.loaded.cfg.output {
+            log::warn!("rwsd: frame source and output changes take effect on restart");
+        }
+        if format!("{:?}", new.cfg.sensors) != self.sensors.specs {
+            match Sensors::start(&new.cfg) {
+                Ok(s) => {
+                    let mut old = std::mem::replace(&mut self.sensors, s);
+                    old.stop();
+                }
+                Err(e) => log::error!("rwsd: restarting sensors failed: {e:#}"),
             }
         }
-        // Status shows the outcome at once, not only after the next frame.
+        self.loaded = new;
+        self.requested = None;
+        self.reloads += 1;
+        self.last_reload_error = None;
+        log::info!(
+            "rwsd: reloaded ({} signatures)",
+            self.loaded.cfg.signatures.len()
+        );
+    }
+
+    /// Status shows the outcome at once, not only after the next frame.
+    fn publish_reload_status(&self) {
         let mut status = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
         if status.is_object() {
             status["reloads"] = json!(self.reloads);
