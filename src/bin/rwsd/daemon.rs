@@ -482,6 +482,8 @@ impl Daemon {
         }
         self.loaded = new;
         self.requested = None;
+        // The next frame rebuilds the whole status from the new state.
+        self.status_at = None;
         self.reloads += 1;
         self.last_reload_error = None;
         log::info!(
