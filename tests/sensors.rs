@@ -281,6 +281,19 @@ impl LiveDaemon {
         }
     }
 
+    /// Started, frame 0 run, and fog overridden to 0.7 through the socket, as
+    /// `rws override fog=0.7` does.
+    fn start_with_fog_override() -> LiveDaemon {
+        let mut d = LiveDaemon::start();
+        assert_eq!(d.next_line()["frame"], 0);
+        let ok = socket_request(
+            &d.sock,
+            r#"{"cmd":"override","signature":"fog","alpha":0.7}"#,
+        );
+        assert_eq!(ok["ok"], true);
+        d
+    }
+
     /// Sends one frame and reads its JSON line.
     fn next_line(&mut self) -> serde_json::Value {
         self.stdin.write_all(&[128u8; 32 * 32]).unwrap();
@@ -310,14 +323,7 @@ impl LiveDaemon {
 
 #[test]
 fn sighup_with_a_broken_config_keeps_running_and_sigterm_exits_cleanly() {
-    let mut d = LiveDaemon::start();
-    assert_eq!(d.next_line()["frame"], 0);
-    // Override through the socket, as `rws override fog=0.7` does.
-    let ok = socket_request(
-        &d.sock,
-        r#"{"cmd":"override","signature":"fog","alpha":0.7}"#,
-    );
-    assert_eq!(ok["ok"], true);
+    let mut d = LiveDaemon::start_with_fog_override();
     let bad = socket_request(
         &d.sock,
         r#"{"cmd":"override","signature":"volcano","alpha":1}"#,
@@ -357,13 +363,7 @@ fn sighup_with_a_broken_config_keeps_running_and_sigterm_exits_cleanly() {
 
 #[test]
 fn sighup_with_a_new_config_swaps_it_in_between_frames() {
-    let mut d = LiveDaemon::start();
-    assert_eq!(d.next_line()["frame"], 0);
-    let ok = socket_request(
-        &d.sock,
-        r#"{"cmd":"override","signature":"fog","alpha":0.7}"#,
-    );
-    assert_eq!(ok["ok"], true);
+    let mut d = LiveDaemon::start_with_fog_override();
     // The new config adds a second signature to the policy.
     let more = d.config.clone()
         + "[[policy.rule]]\nsignature = \"snow\"\nsignal = \"visibility_m\"\ncurve = [[1000.0, 0.0], [200.0, 1.0]]\n";
