@@ -449,14 +449,10 @@ fn frost(img: &Image, s: usize, cifar: bool, rng: &mut Rng) -> Result<Image, Cor
         .iter()
         .map(|p| f::resize_cv_window(p, (th, tw), (nh, nw), cubic, (y0, x0), (h, w)))
         .collect();
-    let crop = Image::from_planes(h, w, [&planes[0], &planes[1], &planes[2]]);
     let mut out = img.clone();
-    for y in 0..h {
-        for x in 0..w {
-            for c in 0..3 {
-                let t = crop.at(y, x, c).clamp(0.0, 1.0);
-                out.data[(y * w + x) * 3 + c] = a as f32 * img.at(y, x, c) + b as f32 * t;
-            }
+    for (c, plane) in planes.iter().enumerate() {
+        for (i, t) in plane.iter().enumerate() {
+            out.data[i * 3 + c] = a as f32 * img.data[i * 3 + c] + b as f32 * t.clamp(0.0, 1.0);
         }
     }
     Ok(out)

@@ -437,10 +437,7 @@ impl Daemon {
     /// Between frames: takes a finished reload, if any, and swaps it in whole; on any error
     /// everything stays as it was.
     fn finish_reload(&mut self) {
-        if !self.pending.as_ref().is_some_and(|h| h.is_finished()) {
-            return;
-        }
-        let Some(handle) = self.pending.take() else {
+        let Some(handle) = self.pending.take_if(|h| h.is_finished()) else {
             return;
         };
         let result = match handle.join() {

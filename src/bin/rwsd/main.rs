@@ -4,8 +4,9 @@
 //! policy of a `firmware-config/*.toml`, and runs every camera frame on the clean model patched
 //! with those coefficients (the `rws::runtime` split model). One JSON line per frame goes to
 //! stdout or a file; a UNIX socket serves status and manual overrides (`rws status`,
-//! `rws override`). SIGHUP reloads the config and signatures, prepared on a thread of its own while
-//! frames go on, then swapped in between two frames (a bad new config keeps the old one); SIGTERM and SIGINT finish the current frame and exit 0.
+//! `rws override`). SIGHUP reloads the config and signatures, prepared on a thread of its own
+//! while frames go on, then swapped in between two frames (a bad new config keeps the old one);
+//! SIGTERM and SIGINT finish the current frame and exit 0.
 
 mod control;
 mod daemon;
