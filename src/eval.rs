@@ -83,16 +83,44 @@ impl Classifier {
         corruption: Option<(Corruption, u8, Preset)>,
         seed: u64,
     ) -> Result<f64, EvalError> {
+        match corruption {
+            Some((c, s, p)) => self.score(&corrupted(data, c, s, p, seed)?),
+            None => self.score(data),
+        }
+    }
+
+    /// Fraction of `data` classified as labelled, on the images as they are.
+    pub fn score(&self, data: &Dataset) -> Result<f64, EvalError> {
         let mut correct = 0usize;
-        for (i, (img, &label)) in data.images.iter().zip(&data.labels).enumerate() {
-            let pred = match corruption {
-                Some((c, s, p)) => self.predict(&corrupt(img, c, s, p, seed + i as u64)?)?,
-                None => self.predict(img)?,
-            };
-            correct += usize::from(pred == usize::from(label));
+        for (img, &label) in data.images.iter().zip(&data.labels) {
+            correct += usize::from(self.predict(img)? == usize::from(label));
         }
         Ok(correct as f64 / data.len().max(1) as f64)
     }
+}
+
+/// `data` with image `i` corrupted at `severity` with seed `seed + i`: the images
+/// [`Classifier::accuracy`] scores. Corrupting once and calling [`Classifier::score`] on several
+/// models compares them on the same images for the price of one corruption pass (some
+/// corruptions, such as glass blur, cost more than the model).
+pub fn corrupted(
+    data: &Dataset,
+    c: Corruption,
+    severity: u8,
+    preset: Preset,
+    seed: u64,
+) -> Result<Dataset, EvalError> {
+    let images = data
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| corrupt(img, c, severity, preset, seed + i as u64))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Dataset {
+        name: data.name.clone(),
+        images,
+        labels: data.labels.clone(),
+    })
 }
 
 /// Index of the largest value (first on ties).

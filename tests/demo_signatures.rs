@@ -51,8 +51,8 @@ fn alpha_one_helps_on_its_corruption_and_alpha_zero_is_exact() {
         .split()
         .test
         .spread(100);
-    let base = Classifier::from_onnx(&clean.to_bytes(), 32).unwrap();
-    let clean_acc = base.accuracy(&test, None, 0).unwrap();
+    let clean_bytes = clean.to_bytes();
+    let base = Classifier::from_onnx(&clean_bytes, 32).unwrap();
     for c in [
         Corruption::GaussianNoise,
         Corruption::DefocusBlur,
@@ -60,15 +60,11 @@ fn alpha_one_helps_on_its_corruption_and_alpha_zero_is_exact() {
         Corruption::Fog,
     ] {
         let sig = SignatureFile::open(dir().join(&m.find(c.name()).unwrap().file)).unwrap();
-        // Corrupt the test set once (seed 99 + index, as `accuracy` would) and score both models
-        // on the same images.
-        let mut corrupted = test.clone();
-        for (i, img) in corrupted.images.iter_mut().enumerate() {
-            *img = rws::corrupt::corrupt(img, c, 5, Preset::ImageNet, 99 + i as u64).unwrap();
-        }
-        let before = base.accuracy(&corrupted, None, 0).unwrap();
+        // Both models scored on the same corrupted images.
+        let corrupted = rws::eval::corrupted(&test, c, 5, Preset::ImageNet, 99).unwrap();
+        let before = base.score(&corrupted).unwrap();
         let on = Classifier::from_onnx(&patched(&clean, &sig, 1.0).to_bytes(), 32).unwrap();
-        let after = on.accuracy(&corrupted, None, 0).unwrap();
+        let after = on.score(&corrupted).unwrap();
         println!(
             "{c}: clean model {:.1}% -> with signature {:.1}%",
             before * 100.0,
@@ -90,11 +86,9 @@ fn alpha_one_helps_on_its_corruption_and_alpha_zero_is_exact() {
                 t.name
             );
         }
-        let off_acc = Classifier::from_onnx(&off.to_bytes(), 32)
-            .unwrap()
-            .accuracy(&test, None, 0)
-            .unwrap();
-        assert_eq!(off_acc, clean_acc);
+        // And the whole model: α = 0 serializes to the clean model's bytes, so it is the same
+        // network (scoring it again would only prove less, slower).
+        assert!(off.to_bytes() == clean_bytes, "{c}: α = 0 model differs");
     }
 }
 
@@ -105,8 +99,11 @@ fn eval_reports_a_row_per_signature() {
             "eval",
             "--signatures",
             dir().to_str().unwrap(),
+            // One test image per class: the table's shape and the JSON are what is checked
+            // here, and under qemu-user every row costs a model optimization and 2 frames per
+            // image.
             "--limit",
-            "20",
+            "10",
             "--json",
         ])
         .output()
@@ -118,8 +115,16 @@ fn eval_reports_a_row_per_signature() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rows"].as_array().unwrap().len(), 19);
-    assert_eq!(v["images"], 20);
-    assert!(v["test_accuracy"].as_f64().unwrap() > 0.9);
+    assert_eq!(v["images"], 10);
+    assert!(v["test_accuracy"].as_f64().unwrap() >= 0.8);
+    for row in v["rows"].as_array().unwrap() {
+        let (before, after) = (row["clean_model"].as_f64(), row["with_rws"].as_f64());
+        assert!(
+            before.is_some_and(|a| (0.0..=1.0).contains(&a))
+                && after.is_some_and(|a| (0.0..=1.0).contains(&a)),
+            "{row}"
+        );
+    }
 }
 
 #[test]

@@ -86,6 +86,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         let sig = SignatureFile::open(args.signatures.join(&entry.file))?;
         let patched = rws::apply::patch_model(&clean, &[(&sig, args.alpha)])?;
         let with = Classifier::from_onnx(&patched.to_bytes(), side)?;
+        // Every model is scored on the same corrupted images, corrupted once.
+        let images = rws::eval::corrupted(&test, c, args.severity, preset, seed)?;
         let dedicated = match &args.models {
             Some(dir) => {
                 let p = dir.join("robust").join(format!("{}.onnx", c.name()));
@@ -93,20 +95,17 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     &std::fs::read(&p).with_context(|| p.display().to_string())?,
                     side,
                 )?;
-                Some(m.accuracy(&test, Some((c, args.severity, preset)), seed)?)
+                Some(m.score(&images)?)
             }
             None => None,
         };
         let row = Row {
             corruption: c.name().into(),
             group: c.group().to_string(),
-            clean_model: base.accuracy(&test, Some((c, args.severity, preset)), seed)?,
-            with_rws: with.accuracy(&test, Some((c, args.severity, preset)), seed)?,
+            clean_model: base.score(&images)?,
+            with_rws: with.score(&images)?,
             all_models: dedicated,
-            augmentation: aug
-                .as_ref()
-                .map(|a| a.accuracy(&test, Some((c, args.severity, preset)), seed))
-                .transpose()?,
+            augmentation: aug.as_ref().map(|a| a.score(&images)).transpose()?,
         };
         eprintln!(
             "{}: {:.1}% -> {:.1}%",
