@@ -75,11 +75,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         None => None,
     };
     let seed = 12345;
-    let ta = base.accuracy(&test, None, 0)?;
-    let ta_aug = aug
-        .as_ref()
-        .map(|a| a.accuracy(&test, None, 0))
-        .transpose()?;
+    let ta = base.score(&test)?;
+    let ta_aug = aug.as_ref().map(|a| a.score(&test)).transpose()?;
     let mut rows = Vec::new();
     for entry in &manifest.signatures {
         let c: Corruption = entry.corruption.parse()?;
