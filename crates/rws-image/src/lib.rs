@@ -1,0 +1,198 @@
+//! rws-image: RGB images as rws processes them, height × width × 3, interleaved, f32 in [0, 1].
+//!
+//! One representation for camera frames, datasets and corruptions keeps conversions in one place:
+//! here, on the device side, so the daemon needs nothing from the offline code. This crate owns
+//! [`Image`] (PNG/JPEG in and out with the `image` crate; conversion back to 8 bits truncates like
+//! `np.uint8(...)`, which is how CIFAR-10-C and `imagecorruptions` store results), [`resize`]
+//! (OpenCV-compatible resizing) and [`tensor`] (images as normalized NCHW model input).
+
+pub mod resize;
+pub mod tensor;
+
+use std::path::{Path, PathBuf};
+
+/// An RGB image with f32 samples in [0, 1] (corruptions may produce values outside until clipped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Image {
+    pub height: usize,
+    pub width: usize,
+    /// `height * width * 3` samples, row-major, RGB interleaved.
+    pub data: Vec<f32>,
+}
+
+/// An image could not be read, written or built.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
+    #[error("{len} samples do not make a {height}x{width}x{channels} image")]
+    Shape {
+        len: usize,
+        height: usize,
+        width: usize,
+        channels: usize,
+    },
+    #[error("{channels} channels: expected 1 (gray) or 3 (RGB)")]
+    Channels { channels: usize },
+}
+
+impl Image {
+    /// A black image.
+    pub fn new(height: usize, width: usize) -> Self {
+        Image {
+            height,
+            width,
+            data: vec![0.0; height * width * 3],
+        }
+    }
+
+    /// From 8-bit samples with 1 (gray, replicated) or 3 (RGB) channels.
+    pub fn from_u8(
+        height: usize,
+        width: usize,
+        channels: usize,
+        bytes: &[u8],
+    ) -> Result<Self, ImageError> {
+        if channels != 1 && channels != 3 {
+            return Err(ImageError::Channels { channels });
+        }
+        if height
+            .checked_mul(width)
+            .and_then(|n| n.checked_mul(channels))
+            != Some(bytes.len())
+        {
+            return Err(ImageError::Shape {
+                len: bytes.len(),
+                height,
+                width,
+                channels,
+            });
+        }
+        let data = if channels == 3 {
+            bytes.iter().map(|&b| f32::from(b) / 255.0).collect()
+        } else {
+            bytes
+                .iter()
+                .flat_map(|&b| [f32::from(b) / 255.0; 3])
+                .collect()
+        };
+        Ok(Image {
+            height,
+            width,
+            data,
+        })
+    }
+
+    /// To 8-bit RGB: clip to [0, 1], scale by 255, truncate (as `np.uint8(np.clip(x,0,1)*255)`).
+    /// A margin of 1e-4 of a level absorbs f32 representation error, so an 8-bit image
+    /// converted in and back out is unchanged.
+    pub fn to_u8(&self) -> Vec<u8> {
+        self.data
+            .iter()
+            .map(|&v| (v.clamp(0.0, 1.0) * 255.0 + 1e-4).min(255.0) as u8)
+            .collect()
+    }
+
+    /// Reads a PNG or JPEG file (gray or RGB; alpha is dropped).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ImageError> {
+        let path = path.as_ref();
+        let img = image::open(path).map_err(|e| ImageError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::from_dynamic(img))
+    }
+
+    /// Decodes PNG or JPEG bytes.
+    pub fn decode(bytes: &[u8], label: impl AsRef<Path>) -> Result<Self, ImageError> {
+        let img = image::load_from_memory(bytes).map_err(|e| ImageError::File {
+            path: label.as_ref().to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::from_dynamic(img))
+    }
+
+    fn from_dynamic(img: image::DynamicImage) -> Self {
+        let rgb = img.to_rgb8();
+        let (w, h) = rgb.dimensions();
+        let data = rgb.as_raw().iter().map(|&b| f32::from(b) / 255.0).collect();
+        Image {
+            height: h as usize,
+            width: w as usize,
+            data,
+        }
+    }
+
+    /// Writes a PNG (or JPEG, by extension) of the 8-bit conversion.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ImageError> {
+        let path = path.as_ref();
+        let buf = image::RgbImage::from_raw(self.width as u32, self.height as u32, self.to_u8())
+            .ok_or(ImageError::Shape {
+                len: self.data.len(),
+                height: self.height,
+                width: self.width,
+                channels: 3,
+            })?;
+        buf.save(path).map_err(|e| ImageError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sample at (y, x, channel).
+    #[inline]
+    pub fn at(&self, y: usize, x: usize, c: usize) -> f32 {
+        self.data[(y * self.width + x) * 3 + c]
+    }
+
+    /// Clips every sample to [0, 1].
+    pub fn clip(mut self) -> Self {
+        for v in &mut self.data {
+            *v = v.clamp(0.0, 1.0);
+        }
+        self
+    }
+
+    /// One channel as a plane.
+    pub fn channel(&self, c: usize) -> Vec<f32> {
+        self.data.iter().skip(c).step_by(3).copied().collect()
+    }
+
+    /// Builds an image from three planes.
+    pub fn from_planes(height: usize, width: usize, planes: [&[f32]; 3]) -> Self {
+        let mut data = Vec::with_capacity(height * width * 3);
+        for i in 0..height * width {
+            data.extend(planes.iter().map(|p| p[i]));
+        }
+        Image {
+            height,
+            width,
+            data,
+        }
+    }
+
+    /// Applies `f` to each channel plane; `f` must return a plane of the same size.
+    pub fn map_planes(&self, mut f: impl FnMut(&[f32]) -> Vec<f32>) -> Self {
+        let planes: Vec<Vec<f32>> = (0..3).map(|c| f(&self.channel(c))).collect();
+        Self::from_planes(
+            self.height,
+            self.width,
+            [&planes[0], &planes[1], &planes[2]],
+        )
+    }
+}
+
+/// Peak signal-to-noise ratio in dB between two 8-bit images of the same size.
+pub fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len().max(1) as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}

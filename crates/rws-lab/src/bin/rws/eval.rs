@@ -1,0 +1,169 @@
+//! `rws eval`: the paper's Table 1 for a signature set — per corruption, the clean model's robust
+//! accuracy, with its signature at α, and (when the trained models are at hand) the dedicated
+//! robust model ("All Models") and the data-augmentation model.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use rws_lab::corrupt::{Corruption, Preset};
+use rws_lab::data::{self, Kind};
+use rws_lab::eval::Classifier;
+use rws_runtime::onnx::OnnxModel;
+use rws_signature::manifest::Manifest;
+use rws_signature::SignatureFile;
+
+/// Measure test and robust accuracy with and without signatures.
+///
+/// Reads the manifest in --signatures, evaluates on the dataset's fixed test split corrupted at
+/// --severity (seeded), and prints a Markdown table (or JSON).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory with manifest.json, the clean model and the signatures.
+    #[arg(long, default_value = "signatures")]
+    signatures: PathBuf,
+    /// Directory of `rws train --recipe demo` (robust/<name>.onnx, augmented.onnx), for the
+    /// "All Models" and "Data Augmentation" columns.
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Dataset: mnist-5k or digits.
+    #[arg(long, default_value = "mnist-5k")]
+    dataset: String,
+    /// Corruption severity of the test images.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
+    severity: u8,
+    /// Corruption constants of the test images: imagenet, cifar or auto.
+    #[arg(long, default_value = "imagenet")]
+    preset: String,
+    /// Coefficient of the signature.
+    #[arg(long, default_value_t = 1.0)]
+    alpha: f32,
+    /// Evaluate on N test images only, spread evenly over the split (every class kept).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    corruption: String,
+    group: String,
+    clean_model: f64,
+    with_rws: f64,
+    all_models: Option<f64>,
+    augmentation: Option<f64>,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let preset: Preset = args.preset.parse()?;
+    let manifest = Manifest::load(args.signatures.join("manifest.json"))?;
+    let kind: Kind = args.dataset.parse().map_err(anyhow::Error::msg)?;
+    let mut test = data::load(kind, data::default_path(kind))?.split().test;
+    if let Some(n) = args.limit {
+        test = test.spread(n);
+    }
+    let clean = OnnxModel::open(args.signatures.join(&manifest.model.file))?;
+    let side = 32;
+    let base = Classifier::from_onnx(&clean.to_bytes(), side)?;
+    let aug = match &args.models {
+        Some(dir) => Some(Classifier::from_onnx(
+            &std::fs::read(dir.join("augmented.onnx")).context("augmented.onnx")?,
+            side,
+        )?),
+        None => None,
+    };
+    let seed = 12345;
+    let ta = base.score(&test)?;
+    let ta_aug = aug.as_ref().map(|a| a.score(&test)).transpose()?;
+    let mut rows = Vec::new();
+    for entry in &manifest.signatures {
+        let c: Corruption = entry.corruption.parse()?;
+        let sig = SignatureFile::open(args.signatures.join(&entry.file))?;
+        let patched = rws_runtime::apply::patch_model(&clean, &[(&sig, args.alpha)])?;
+        let with = Classifier::from_onnx(&patched.to_bytes(), side)?;
+        // Every model is scored on the same corrupted images, corrupted once.
+        let images = rws_lab::eval::corrupted(&test, c, args.severity, preset, seed)?;
+        let dedicated = match &args.models {
+            Some(dir) => {
+                let p = dir.join("robust").join(format!("{}.onnx", c.name()));
+                let m = Classifier::from_onnx(
+                    &std::fs::read(&p).with_context(|| p.display().to_string())?,
+                    side,
+                )?;
+                Some(m.score(&images)?)
+            }
+            None => None,
+        };
+        let row = Row {
+            corruption: c.name().into(),
+            group: c.group().to_string(),
+            clean_model: base.score(&images)?,
+            with_rws: with.score(&images)?,
+            all_models: dedicated,
+            augmentation: aug.as_ref().map(|a| a.score(&images)).transpose()?,
+        };
+        eprintln!(
+            "{}: {:.1}% -> {:.1}%",
+            row.corruption,
+            row.clean_model * 100.0,
+            row.with_rws * 100.0
+        );
+        rows.push(row);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"test_accuracy": ta, "test_accuracy_augmentation": ta_aug, "severity": args.severity, "alpha": args.alpha, "images": test.len(), "rows": rows})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}", v * 100.0));
+    println!(
+        "Test accuracy (clean images): standard {:.1}%{}",
+        ta * 100.0,
+        ta_aug.map_or(String::new(), |a| format!(
+            ", data augmentation {:.1}%",
+            a * 100.0
+        ))
+    );
+    println!(
+        "Robust accuracy (%) at severity {}, {} test images, α = {}:\n",
+        args.severity,
+        test.len(),
+        args.alpha
+    );
+    println!("| corruption | group | standard | standard + RWS | diff | all models | data augmentation |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:+.1} | {} | {} |",
+            r.corruption,
+            r.group,
+            r.clean_model * 100.0,
+            r.with_rws * 100.0,
+            (r.with_rws - r.clean_model) * 100.0,
+            pct(r.all_models),
+            pct(r.augmentation)
+        );
+    }
+    let n = rows.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = rows.iter().filter_map(f).collect();
+        (v.len() == rows.len()).then(|| v.iter().sum::<f64>() / n)
+    };
+    let (a, b) = (
+        mean(&|r| Some(r.clean_model)).unwrap_or(0.0),
+        mean(&|r| Some(r.with_rws)).unwrap_or(0.0),
+    );
+    println!(
+        "| **mean** | | **{:.1}** | **{:.1}** | **{:+.1}** | {} | {} |",
+        a * 100.0,
+        b * 100.0,
+        (b - a) * 100.0,
+        pct(mean(&|r| r.all_models)),
+        pct(mean(&|r| r.augmentation))
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,22 @@
+//! rws-lab: the offline half of rws, behind the `rws` tool: everything that makes signatures and
+//! measures them, on a workstation or a CUDA host. None of it runs on a device.
+//!
+//! - [`corrupt`]: the 19 Hendrycks–Dietterich corruptions, CIFAR-10-C and ImageNet-C constants;
+//! - [`data`]: MNIST-5k and sklearn digits with fixed splits, as 32×32×3 images;
+//! - [`arch`]: VGG-style architectures and their ONNX export;
+//! - [`train`] (feature `train`): candle training from a shared init;
+//! - [`extract`]: signatures from θ0, θstd and robust models (the projection residual);
+//! - [`eval`]: accuracy of an ONNX classifier, clean and corrupted;
+//! - [`bench`]: timings of the patch kernel and the runtime against their baselines.
+//!
+//! It builds on the device crates (`rws-signature` for the format and the patch engine,
+//! `rws-runtime` for ONNX and inference, `rws-image` for images) and never the other way round.
+
+pub mod arch;
+pub mod bench;
+pub mod corrupt;
+pub mod data;
+pub mod eval;
+pub mod extract;
+#[cfg(feature = "train")]
+pub mod train;

@@ -1,0 +1,181 @@
+//! The `rws` binary as a user runs it: `inspect` and `verify`, on good and damaged files.
+
+use std::path::Path;
+
+use crate::rws;
+use rws_signature::format::DType;
+use rws_testkit::*;
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn inspect_json_is_one_parseable_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "fog.rws", &encode(1, DType::I8));
+    let (code, out, err) = rws(&["inspect", "--json", &f]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["metadata"]["corruption"], "fog");
+    assert_eq!(v["tensors"].as_array().unwrap().len(), 4);
+    assert_eq!(v["tensors"][0]["shape"], serde_json::json!([8, 3, 3, 3]));
+    assert_eq!(v["tensors"][0]["dtype"], "i8");
+    assert!(v["tensors"][0]["rel_l2_err"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["params"], 8 * 27 + 8 + 16 * 72 + 16);
+    // The human table names each tensor.
+    let (code, out, _) = rws(&["inspect", &f]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("conv1.weight") && out.contains("fog (weather)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn damaged_copies_are_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = encode(2, DType::I8);
+    let truncated = write(dir.path(), "truncated.rws", &good[..good.len() - 100]);
+    let mut flipped = good.clone();
+    let n = flipped.len();
+    flipped[n - 7] ^= 0x04;
+    let flipped = write(dir.path(), "flipped.rws", &flipped);
+    for f in [&truncated, &flipped] {
+        let (code, out, err) = rws(&["inspect", "--json", f]);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains(f.as_str()), "error must name {f}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn verify_accepts_the_right_model_and_lists_mismatches_for_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let sig = write(dir.path(), "fog.rws", &encode(3, DType::I8));
+    let model = write(dir.path(), "clean.onnx", &small_cnn_onnx(1, false));
+    let wide = write(dir.path(), "wide.onnx", &small_cnn_onnx(1, true));
+    let (code, out, err) = rws(&["verify", &sig, "--model", &model]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok:"), "{out}");
+    let (code, out, _) = rws(&["verify", &sig, "--model", &wide]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("'conv1.weight': model has shape [32, 8, 3, 3], signature has [16, 8, 3, 3]"),
+        "{out}"
+    );
+    assert!(out.contains("'conv1.bias'"), "{out}");
+    assert!(
+        !out.contains("'conv0.weight'"),
+        "conv0 matches and must not be listed: {out}"
+    );
+}
+
+#[test]
+fn verify_refuses_a_file_that_is_not_onnx() {
+    let dir = tempfile::tempdir().unwrap();
+    let sig = write(dir.path(), "fog.rws", &encode(3, DType::I8));
+    let junk = write(
+        dir.path(),
+        "model.onnx",
+        b"this is not a protobuf model at all\n",
+    );
+    let (code, _, err) = rws(&["verify", &sig, "--model", &junk]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("model.onnx") && err.contains("not an ONNX model"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["inspect", "--help"],
+        vec!["verify", "--help"],
+    ] {
+        let (code, out, _) = rws(&args);
+        assert_eq!(code, 0);
+        assert!(out.contains("Usage"), "{out}");
+    }
+}
+
+#[test]
+fn corrupt_writes_a_deterministic_image_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = repo().join("tests/data/corruptions/input_coffee.png");
+    let input = input.to_str().unwrap();
+    let a = dir.path().join("a.png").to_string_lossy().into_owned();
+    let b = dir.path().join("b.png").to_string_lossy().into_owned();
+    for out in [&a, &b] {
+        let (code, _, err) = rws(&[
+            "corrupt",
+            "--type",
+            "snow",
+            "--severity",
+            "4",
+            "--seed",
+            "9",
+            input,
+            out,
+        ]);
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let out = rws_image::Image::open(&a).unwrap();
+    assert_eq!((out.height, out.width), (128, 128));
+    let (code, _, err) = rws(&["corrupt", "--type", "fog", "--severity", "6", input, &a]);
+    assert_eq!(code, 2, "{err}");
+    let tiny = dir.path().join("tiny.png");
+    rws_image::Image::new(20, 20).save(&tiny).unwrap();
+    let (code, _, err) = rws(&["corrupt", "-t", "fog", tiny.to_str().unwrap(), &a]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tiny.png") && err.contains("at least 32x32"),
+        "{err}"
+    );
+    let (code, out, _) = rws(&["corrupt", "--list"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 19);
+}
+
+#[test]
+fn bench_json_has_every_documented_key() {
+    let dir = demo_dir();
+    let (code, out, err) = rws(&[
+        "bench",
+        "--model",
+        dir.join("clean.onnx").to_str().unwrap(),
+        "--signatures",
+        dir.to_str().unwrap(),
+        "--frames",
+        "5",
+        "--switches",
+        "1",
+        "--fps",
+        "200",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for key in [
+        "clean_frame_ms",
+        "patched_frame_ms",
+        "steady_ratio",
+        "switch_ms",
+        "switch_frames",
+        "stalled_frames",
+        "patch_vs_memcpy",
+        "rss_clean_mb",
+        "rss_all_mb",
+        "full_reload_ms",
+    ] {
+        let x = v[key].as_f64().unwrap_or(f64::NAN);
+        assert!(x.is_finite() && x >= 0.0, "{key} = {}", v[key]);
+    }
+    assert_eq!(v["signatures"], 19);
+}

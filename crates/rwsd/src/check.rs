@@ -1,0 +1,60 @@
+//! `rwsctl check`: everything about a config that can be verified without building the model in
+//! the inference engine, so the small device client can vet a config before a SIGHUP: the config
+//! itself (and, through it, the manifest's checksums), every signature file the policy uses, the
+//! model's protobuf, each signature against the model's tensors, and that the graph splits after
+//! the patched layers. `rwsd --check` does all of this and then builds the runtime.
+
+use std::collections::HashSet;
+
+use rws_runtime::{compat, read_model_mapped, split, RuntimeError};
+use rws_signature::SignatureFile;
+
+use crate::config::Config;
+
+/// Why a config does not check out.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Signature(#[from] rws_signature::format::FormatError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{}: cannot split for patching: {source}", path.display())]
+    Split {
+        path: std::path::PathBuf,
+        source: split::SplitError,
+    },
+}
+
+/// Checks `cfg`'s signatures and model; returns a summary of what was checked.
+pub fn check(cfg: &Config) -> Result<String, CheckError> {
+    let sigs = cfg
+        .signatures
+        .iter()
+        .map(|(_, p)| SignatureFile::open(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let model = read_model_mapped(&cfg.model)?;
+    let refs: Vec<&SignatureFile> = sigs.iter().collect();
+    let patcher = compat::bind(&model, &refs)?;
+    let patched: HashSet<String> = patcher.targets().iter().map(|t| t.name.clone()).collect();
+    let cut = split::split(model.proto(), &patched).map_err(|source| CheckError::Split {
+        path: cfg.model.clone(),
+        source,
+    })?;
+    Ok(format!(
+        "config {}: ok\nmodel {}: {} patched tensors, cut at {:?}\nsignatures: {}\nsensors: {}",
+        cfg.path.display(),
+        cfg.model.display(),
+        patched.len(),
+        cut.cut,
+        cfg.signatures
+            .iter()
+            .map(|s| s.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        cfg.sensors
+            .iter()
+            .map(|s| format!("{} ({})", s.name, s.protocol))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))
+}

@@ -1,0 +1,131 @@
+//! The daemon's configuration (`firmware-config/*.toml`): model, signatures, sensors, frames,
+//! output, control socket and policy, checked as a whole before anything starts.
+//!
+//! Three layers: [`schema`] says what a file may contain (serde types and defaults),
+//! [`validate`] turns a parsed file into a [`Config`] or the first problem, and this module
+//! holds the validated types and the file I/O ([`Config::load`]). Errors say
+//! `file:line: key: reason`. Relative paths are resolved against the config file's directory, so
+//! a config works from any working directory. Every signature a rule or override names must be
+//! listed in the signature directory's `manifest.json`, whose checksums are verified at load.
+
+pub mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use rws_image::tensor::Normalize;
+
+use crate::policy::Policy;
+use crate::sensors::driver::SensorSpec;
+
+/// A config could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {key}: {reason}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    /// 1-based line (0 when the problem is not tied to one line).
+    pub line: usize,
+    pub key: String,
+    pub reason: String,
+}
+
+/// How frames are prepared for the model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Input {
+    pub width: usize,
+    pub height: usize,
+    pub norm: Normalize,
+}
+
+/// Pixel layout of raw frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawFormat {
+    Rgb24,
+    Gray8,
+}
+
+impl RawFormat {
+    /// Bytes per pixel.
+    pub fn channels(self) -> usize {
+        match self {
+            RawFormat::Rgb24 => 3,
+            RawFormat::Gray8 => 1,
+        }
+    }
+}
+
+/// Where frames come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FrameSource {
+    /// PNG/JPEG files of a directory, in name order.
+    Dir(PathBuf),
+    /// Raw frames of a fixed size from a file, FIFO or stdin (`-`).
+    Raw {
+        path: PathBuf,
+        width: usize,
+        height: usize,
+        format: RawFormat,
+    },
+    /// A V4L2 device (cargo feature `v4l2`).
+    V4l2 {
+        path: PathBuf,
+        width: usize,
+        height: usize,
+    },
+}
+
+/// How time advances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall clock; sensor events are stamped on arrival.
+    Live,
+    /// Frame `i` is at `i × interval`; sensors replay timestamped logs; deterministic.
+    Replay,
+}
+
+/// A validated daemon config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The clean ONNX model.
+    pub model: PathBuf,
+    /// Signature files the policy uses, in policy order: (name, path).
+    pub signatures: Vec<(String, PathBuf)>,
+    /// Class names, by output index (empty: indices are printed).
+    pub labels: Vec<String>,
+    pub input: Input,
+    pub frames: FrameSource,
+    pub frame_interval_ms: u64,
+    /// Frame file names end in `-<label>` (the demo): each output line says whether it was right.
+    pub label_from_name: bool,
+    /// Where frame results go (`None` or `-`: stdout).
+    pub output: Option<PathBuf>,
+    /// A coefficient trace file, one line per frame.
+    pub trace: Option<PathBuf>,
+    pub top_k: usize,
+    pub socket: Option<PathBuf>,
+    pub clock: Clock,
+    pub sensors: Vec<SensorSpec>,
+    /// Per sensor, seconds after which its readings no longer count.
+    pub stale_after: Vec<f64>,
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            line: 0,
+            key: "file".into(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates config `text`; `path` names it in errors and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        validate::parse(path, text)
+    }
+}

@@ -1,0 +1,194 @@
+//! The config file's schema: what `firmware-config/*.toml` may say, as serde types, with every
+//! default in one place. Nothing here checks values; [`super::validate`] turns a parsed schema
+//! into a [`super::Config`]. Tables carry their spans so errors can name the line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::sensors::Protocol;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigToml {
+    pub model: ModelToml,
+    pub frames: Spanned<FramesToml>,
+    #[serde(default)]
+    pub output: Option<Spanned<OutputToml>>,
+    #[serde(default)]
+    pub control: Option<Spanned<ControlToml>>,
+    #[serde(default)]
+    pub clock: Option<Spanned<ClockToml>>,
+    #[serde(default, rename = "sensor")]
+    pub sensors: Vec<Spanned<SensorToml>>,
+    pub policy: Spanned<PolicyToml>,
+}
+
+/// `[model]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelToml {
+    pub signatures: Spanned<String>,
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    pub input: Spanned<InputToml>,
+}
+
+/// `[model.input]`: how frames are prepared for the model.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputToml {
+    pub width: usize,
+    pub height: usize,
+    /// Per-channel mean subtracted after scaling to [0, 1].
+    #[serde(default = "zeros")]
+    pub mean: [f32; 3],
+    /// Per-channel divisor applied after the mean.
+    #[serde(default = "ones")]
+    pub std: [f32; 3],
+}
+
+fn zeros() -> [f32; 3] {
+    [0.0; 3]
+}
+fn ones() -> [f32; 3] {
+    [1.0; 3]
+}
+
+/// `[frames]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FramesToml {
+    pub source: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub width: Option<usize>,
+    #[serde(default)]
+    pub height: Option<usize>,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    #[serde(default)]
+    pub label_from_name: bool,
+}
+
+fn default_interval() -> u64 {
+    33
+}
+
+/// `[output]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputToml {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub trace: Option<String>,
+}
+
+/// `[control]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlToml {
+    #[serde(default)]
+    pub socket: Option<String>,
+}
+
+/// `[clock]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockToml {
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// One `[[sensor]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorToml {
+    pub name: String,
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub port: Option<String>,
+    #[serde(default)]
+    pub baud: Option<u32>,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub fifo: Option<String>,
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub timestamps: bool,
+    #[serde(default = "default_stale")]
+    pub stale_after_s: f64,
+}
+
+fn default_stale() -> f64 {
+    120.0
+}
+
+/// `[policy]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyToml {
+    #[serde(default = "default_cap")]
+    pub max_total_alpha: f64,
+    #[serde(default = "default_ramp")]
+    pub ramp_per_s: f64,
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: f64,
+    #[serde(default)]
+    pub overrides: BTreeMap<String, f64>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<RuleToml>>,
+}
+
+fn default_cap() -> f64 {
+    1.5
+}
+fn default_ramp() -> f64 {
+    0.5
+}
+fn default_hysteresis() -> f64 {
+    0.05
+}
+
+/// One `[[policy.rule]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleToml {
+    pub signature: String,
+    pub signal: String,
+    #[serde(default)]
+    pub curve: Option<Vec<[f64; 2]>>,
+    #[serde(default)]
+    pub codes: Option<Vec<i64>>,
+    #[serde(default = "one")]
+    pub alpha: f64,
+    #[serde(default)]
+    pub and: Option<ConditionToml>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The `and = { signal = ..., curve = ... }` of a rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionToml {
+    pub signal: String,
+    #[serde(default)]
+    pub curve: Option<Vec<[f64; 2]>>,
+    #[serde(default)]
+    pub codes: Option<Vec<i64>>,
+}

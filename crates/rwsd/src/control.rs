@@ -1,0 +1,262 @@
+//! The control socket's server: [`crate::protocol`] requests answered from the daemon's shared
+//! state, which is also where the policy engine lives ([`Shared::engine`] is its one owner; the
+//! frame loop and the socket both lock it there).
+//!
+//! Bounds, so no client can take the socket down or make the daemon grow: a request is at most
+//! [`MAX_REQUEST`] bytes and must arrive within [`REQUEST_TIME`] in all (not per read), each
+//! connection is served on its own thread, and at most [`MAX_CLIENTS`] are served at once (more
+//! are answered "busy" and closed). The socket is created with mode 0660 so only the daemon's
+//! user and group can change coefficients.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::policy::Engine;
+use crate::protocol::{Request, Response, Status, MAX_REQUEST};
+
+/// Connections served at once; one more is answered "busy".
+pub const MAX_CLIENTS: usize = 8;
+/// The whole request line must arrive within this time.
+pub const REQUEST_TIME: Duration = Duration::from_secs(2);
+
+/// What the control socket shares with the frame loop.
+pub struct Shared {
+    /// The policy engine (its one owner).
+    pub engine: Mutex<Engine>,
+    /// The status the socket serves, refreshed by the frame loop.
+    pub status: Mutex<Status>,
+    /// Seconds on the daemon's clock (f64 bits), for override expiry.
+    now: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(engine: Engine) -> Self {
+        Shared {
+            engine: Mutex::new(engine),
+            status: Mutex::new(Status::default()),
+            now: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// Locks the engine, recovering it if a panicking thread poisoned the lock (the engine is
+    /// left consistent between its method calls).
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the served status.
+    pub fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The daemon's clock as of the last frame.
+    pub fn now(&self) -> f64 {
+        f64::from_bits(self.now.load(Ordering::Relaxed))
+    }
+
+    pub fn set_now(&self, t: f64) {
+        self.now.store(t.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// A running control socket; stops serving and removes its socket file when dropped.
+pub struct Server {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        remove_socket(&self.path);
+    }
+}
+
+/// Removes `path` only if it is a socket: a config naming a regular file must never delete it.
+fn remove_socket(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Makes `path` free for binding: nothing there, or a stale socket nobody answers on (removed).
+/// Anything else is refused: another daemon listening, or a file that is not a socket.
+pub fn claim(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{}: exists and is not a socket; refusing to replace it",
+            path.display()
+        );
+    }
+    if UnixStream::connect(path).is_ok() {
+        bail!("{}: another rwsd is listening there", path.display());
+    }
+    std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))
+}
+
+/// Binds `path` (replacing a stale socket) and serves requests on a thread.
+pub fn serve(path: &Path, shared: Arc<Shared>) -> Result<Server> {
+    claim(path)?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || accept_loop(&listener, &shared, &stop2))?;
+    Ok(Server {
+        path: path.to_path_buf(),
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(stream) = conn else { continue };
+        if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            active.fetch_sub(1, Ordering::AcqRel);
+            busy(stream);
+            continue;
+        }
+        let (shared, active2) = (shared.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("control-client".into())
+            .spawn(move || {
+                if let Err(e) = handle(stream, &shared) {
+                    log::debug!("control: {e:#}");
+                }
+                active2.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Answers a connection over the limit without reading it.
+fn busy(mut stream: UnixStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = write_response(
+        &mut stream,
+        &Response::error(format!("busy: {MAX_CLIENTS} clients are being served")),
+    );
+}
+
+fn write_response(stream: &mut UnixStream, r: &Response) -> std::io::Result<()> {
+    let line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    writeln!(stream, "{line}")
+}
+
+fn handle(mut stream: UnixStream, shared: &Shared) -> Result<()> {
+    stream.set_write_timeout(Some(REQUEST_TIME))?;
+    let response = match read_request(&mut stream) {
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Err(_) => Response::error("bad request: not UTF-8 text"),
+            Ok(text) => match serde_json::from_str::<Request>(text) {
+                Err(e) => Response::error(format!("bad request: {e}")),
+                Ok(r) => answer(&r, shared),
+            },
+        },
+        Err(reason) => Response::error(reason),
+    };
+    write_response(&mut stream, &response)?;
+    Ok(())
+}
+
+/// Reads one request line (without its newline), or the end of the stream, within
+/// [`REQUEST_TIME`] in all and [`MAX_REQUEST`] bytes.
+fn read_request(stream: &mut UnixStream) -> std::result::Result<Vec<u8>, String> {
+    let deadline = Instant::now() + REQUEST_TIME;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("request not complete within {REQUEST_TIME:?}"));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("request not complete within {REQUEST_TIME:?}"))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let got = &chunk[..n];
+        if let Some(end) = got.iter().position(|&b| b == b'\n') {
+            buf.extend_from_slice(&got[..end]);
+        } else {
+            buf.extend_from_slice(got);
+        }
+        if buf.len() as u64 > MAX_REQUEST {
+            return Err(format!("request longer than {MAX_REQUEST} bytes"));
+        }
+        if n == 0 || got.contains(&b'\n') {
+            return Ok(buf);
+        }
+    }
+}
+
+fn answer(r: &Request, shared: &Shared) -> Response {
+    match r {
+        Request::Status => Response::status(shared.status().clone()),
+        Request::Override {
+            signature,
+            alpha,
+            ttl_s,
+        } => {
+            let until = match ttl_s {
+                None => None,
+                Some(t) if t.is_finite() && *t > 0.0 => Some(shared.now() + t),
+                Some(t) => {
+                    return Response::error(format!("ttl_s = {t}: must be positive seconds"))
+                }
+            };
+            // -0.0 is kept as 0.0: an override is a coefficient, and its sign bit means nothing.
+            let alpha = alpha.map(|a| a + 0.0);
+            match shared.engine().set_override(signature, alpha, until) {
+                Ok(()) => {
+                    log::info!("control: override {signature} = {alpha:?} (ttl {ttl_s:?} s)");
+                    Response::ok()
+                }
+                Err(e) => Response::error(e),
+            }
+        }
+        Request::ClearOverrides => {
+            shared.engine().clear_overrides();
+            log::info!("control: overrides cleared");
+            Response::ok()
+        }
+    }
+}

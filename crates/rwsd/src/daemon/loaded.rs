@@ -1,0 +1,104 @@
+//! What a config load produces, swapped in whole on reload: the validated config, the runtime
+//! session on its model and signatures, and the map from the policy's signatures to the
+//! runtime's coefficient slots. The slow part (parse, map and check every signature, split and
+//! optimize the model, start the session) runs wherever [`load`] is called: on the main thread
+//! at start, on the reload thread on SIGHUP.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rws_runtime::{Runtime, RuntimeOptions, Session};
+use rws_signature::SignatureFile;
+
+use crate::config::Config;
+use crate::policy::Engine;
+
+/// A loaded config.
+pub struct Loaded {
+    pub cfg: Config,
+    pub session: Session,
+    /// The policy's signatures, in the engine's output order.
+    pub names: Vec<String>,
+    /// Per policy signature, its index among the runtime's signatures.
+    pub map: Vec<usize>,
+    /// Per runtime signature, its corruption name (as frames and the status report it).
+    pub corruptions: Vec<String>,
+}
+
+/// Loads `path`: the state and a fresh policy engine for it (the caller decides whether the
+/// engine takes over a running one's state).
+pub fn load(path: &Path) -> Result<(Loaded, Engine)> {
+    let cfg = Config::load(path)?;
+    let sigs = cfg
+        .signatures
+        .iter()
+        .map(|(_, p)| SignatureFile::open(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = RuntimeOptions {
+        input_shape: Some(vec![1, 3, cfg.input.height, cfg.input.width]),
+    };
+    let rt = Arc::new(Runtime::load(&cfg.model, sigs, &opts)?);
+    let engine = Engine::new(cfg.policy.clone(), cfg.stale_after.clone());
+    let map = engine
+        .signatures()
+        .iter()
+        .map(|s| {
+            cfg.signatures
+                .iter()
+                .position(|(n, _)| n == s)
+                .with_context(|| format!("signature '{s}' was not loaded"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let corruptions = rt
+        .signatures()
+        .iter()
+        .map(|s| s.metadata().corruption.clone())
+        .collect();
+    let loaded = Loaded {
+        session: Session::new(rt)?,
+        names: engine.signatures().to_vec(),
+        cfg,
+        map,
+        corruptions,
+    };
+    Ok((loaded, engine))
+}
+
+impl Loaded {
+    /// One paragraph about what was loaded (`rwsd --check`).
+    pub fn summary(&self) -> String {
+        let c = &self.cfg;
+        let rt = self.session.runtime();
+        let sensors: Vec<String> = c
+            .sensors
+            .iter()
+            .map(|s| format!("{} ({}, {:?})", s.name, s.protocol, s.source))
+            .collect();
+        format!(
+            "config {}: ok\nmodel {} (input {:?}, cut at {:?}, {} prefix builds)\nsignatures: {}\nsensors: {}\nframes: {:?}\nclock: {:?}",
+            c.path.display(),
+            c.model.display(),
+            rt.input_shape(),
+            rt.cut(),
+            rt.prefix_mode(),
+            c.signatures
+                .iter()
+                .map(|s| s.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            sensors.join("; "),
+            c.frames,
+            c.clock,
+        )
+    }
+
+    /// The coefficient requests for the engine's output `alphas`: (runtime slot, α).
+    pub fn coefficients(&self, alphas: &[f64]) -> Vec<(usize, f32)> {
+        self.map
+            .iter()
+            .zip(alphas)
+            .map(|(&i, &a)| (i, a as f32))
+            .collect()
+    }
+}

@@ -1,0 +1,272 @@
+//! The daemon's sensor hub: the driver threads of the configured sensors, the events they sent
+//! that the frame loop has not applied yet, and each sensor's health as the status shows it.
+//!
+//! Live, every event received so far is applied before a frame, stamped with the frame's time.
+//! In replay, a frame at time `t` waits until every sensor has either ended or sent an event
+//! past `t`, then applies exactly the events stamped `≤ t`, in time order across sensors: the
+//! same logs always give the same coefficients, whatever the threads' timing.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::config::{Clock, Config};
+use crate::policy::Engine;
+use crate::protocol::SensorStatus;
+use crate::sensors::driver::{self, Event, EventKind, SensorSpec};
+use crate::sensors::Counters;
+
+/// How long a replayed frame waits for a sensor that has sent nothing past its time.
+const REPLAY_WAIT: Duration = Duration::from_secs(10);
+
+/// The sensor threads and what they have sent but the loop has not applied yet.
+pub struct SensorHub {
+    rx: Receiver<Event>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    specs: Vec<SensorSpec>,
+    buffered: Vec<VecDeque<Event>>,
+    eof: Vec<bool>,
+    counters: Vec<Counters>,
+    connected: Vec<bool>,
+}
+
+impl SensorHub {
+    /// Starts one driver thread per configured sensor.
+    pub fn start(cfg: &Config) -> Result<SensorHub> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for spec in &cfg.sensors {
+            threads.push(driver::spawn(spec.clone(), tx.clone(), stop.clone())?);
+        }
+        let mut hub = SensorHub::from_channel(rx, cfg.sensors.clone());
+        hub.stop = stop;
+        hub.threads = threads;
+        Ok(hub)
+    }
+
+    /// A hub over events arriving on `rx` for `specs`, with no threads of its own (tests, and
+    /// the building block of [`SensorHub::start`]).
+    pub fn from_channel(rx: Receiver<Event>, specs: Vec<SensorSpec>) -> SensorHub {
+        let n = specs.len();
+        SensorHub {
+            rx,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+            specs,
+            buffered: vec![VecDeque::new(); n],
+            eof: vec![false; n],
+            counters: vec![Counters::default(); n],
+            connected: vec![false; n],
+        }
+    }
+
+    /// The sensors this hub reads.
+    pub fn specs(&self) -> &[SensorSpec] {
+        &self.specs
+    }
+
+    /// Asks the threads to stop.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Threads blocked on a FIFO open or stdin cannot be interrupted; they exit on their
+        // next line. Only wait for those that already finished or notice the flag quickly.
+        for t in self.threads.drain(..) {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn push(&mut self, e: Event) {
+        if e.sensor < self.buffered.len() {
+            if e.kind == EventKind::Eof {
+                self.eof[e.sensor] = true;
+            }
+            self.buffered[e.sensor].push_back(e);
+        }
+    }
+
+    /// Replay: waits until every sensor has either ended or sent an event past `t`.
+    fn fill_until(&mut self, t: f64) {
+        loop {
+            let waiting = (0..self.buffered.len()).any(|s| {
+                !self.eof[s]
+                    && !self.buffered[s]
+                        .iter()
+                        .any(|e| e.t.is_some_and(|et| et > t))
+            });
+            if !waiting {
+                return;
+            }
+            match self.rx.recv_timeout(REPLAY_WAIT) {
+                Ok(e) => self.push(e),
+                Err(RecvTimeoutError::Timeout) => {
+                    log::warn!("replay: a sensor sent nothing for 10 s; going on without it");
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// The events due at time `t`, in the order they are applied: live, everything received;
+    /// replay, everything stamped `≤ t` once every sensor has been heard past `t` (or ended),
+    /// sorted by time (stable, so one sensor's events keep their order).
+    pub fn take_due(&mut self, t: f64, clock: Clock) -> Vec<Event> {
+        while let Ok(e) = self.rx.try_recv() {
+            self.push(e);
+        }
+        if clock == Clock::Replay {
+            self.fill_until(t);
+        }
+        let mut due: Vec<Event> = Vec::new();
+        for q in &mut self.buffered {
+            while q
+                .front()
+                .is_some_and(|e| clock == Clock::Live || e.t.is_none_or(|et| et <= t))
+            {
+                due.extend(q.pop_front());
+            }
+        }
+        due.sort_by(|a, b| a.t.unwrap_or(t).total_cmp(&b.t.unwrap_or(t)));
+        due
+    }
+
+    /// Applies the events due at time `t` (live: stamped `t`) to the engine.
+    pub fn apply(&mut self, t: f64, clock: Clock, engine: &mut Engine) {
+        for e in self.take_due(t, clock) {
+            let s = e.sensor;
+            self.counters[s].count(&e.kind);
+            match &e.kind {
+                EventKind::Reading(v) => {
+                    self.connected[s] = true;
+                    engine.observe(s, e.t.unwrap_or(t), v);
+                }
+                EventKind::Connected => self.connected[s] = true,
+                EventKind::Disconnected(_) | EventKind::Eof => self.connected[s] = false,
+                EventKind::Bad(_) => {}
+            }
+        }
+    }
+
+    /// Each sensor's health at time `t`.
+    pub fn status(&self, engine: &Engine, t: f64) -> Vec<SensorStatus> {
+        self.specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| SensorStatus {
+                name: spec.name.clone(),
+                connected: self.connected[i],
+                fresh: engine.fresh(i, t),
+                ended: self.eof[i],
+                counters: self.counters[i].clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sensors::driver::Source;
+    use crate::sensors::{LineError, Protocol};
+
+    fn spec(index: usize) -> SensorSpec {
+        SensorSpec {
+            index,
+            name: format!("s{index}"),
+            protocol: Protocol::Pwd,
+            source: Source::Stdin,
+            timestamps: true,
+        }
+    }
+
+    fn reading(sensor: usize, t: f64) -> Event {
+        Event {
+            sensor,
+            t: Some(t),
+            kind: EventKind::Reading(vec![("x".into(), t)]),
+        }
+    }
+
+    #[test]
+    fn replay_applies_exactly_the_events_up_to_the_frame_in_time_order() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Sensor 1's events arrive first, and out of step with sensor 0's.
+        for e in [reading(1, 0.5), reading(1, 2.5), reading(1, 9.0)] {
+            tx.send(e).unwrap();
+        }
+        for e in [
+            reading(0, 0.0),
+            reading(0, 1.0),
+            reading(0, 2.0),
+            reading(0, 3.0),
+        ] {
+            tx.send(e).unwrap();
+        }
+        let mut hub = SensorHub::from_channel(rx, vec![spec(0), spec(1)]);
+        let times = |v: &[Event]| {
+            v.iter()
+                .map(|e| (e.sensor, e.t.unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            times(&hub.take_due(2.0, Clock::Replay)),
+            [(0, 0.0), (1, 0.5), (0, 1.0), (0, 2.0)]
+        );
+        // Sensor 0 has nothing past t = 3 yet: its end lets the frame at 3 go on.
+        tx.send(Event {
+            sensor: 0,
+            t: None,
+            kind: EventKind::Eof,
+        })
+        .unwrap();
+        let due = hub.take_due(3.0, Clock::Replay);
+        assert_eq!(times(&due[..2]), [(1, 2.5), (0, 3.0)]);
+        assert_eq!(due[2].kind, EventKind::Eof);
+        // Sensor 1 has nothing past 10 either; its end lets the last frame go on.
+        tx.send(Event {
+            sensor: 1,
+            t: None,
+            kind: EventKind::Eof,
+        })
+        .unwrap();
+        let due = hub.take_due(10.0, Clock::Replay);
+        assert_eq!(times(&due[..1]), [(1, 9.0)]);
+        assert_eq!(due.len(), 2);
+    }
+
+    #[test]
+    fn live_applies_everything_received_and_counts_it() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut hub = SensorHub::from_channel(rx, vec![spec(0)]);
+        tx.send(reading(0, 100.0)).unwrap();
+        tx.send(Event {
+            sensor: 0,
+            t: None,
+            kind: EventKind::Bad(LineError::Binary),
+        })
+        .unwrap();
+        let policy = crate::policy::Policy {
+            rules: Vec::new(),
+            max_total_alpha: 1.0,
+            ramp_per_s: 1.0,
+            hysteresis: 0.0,
+            overrides: Default::default(),
+        };
+        let mut engine = Engine::new(policy, vec![10.0]);
+        hub.apply(1.0, Clock::Live, &mut engine);
+        let st = hub.status(&engine, 1.0);
+        assert_eq!(st[0].counters.readings, 1);
+        assert_eq!(st[0].counters.binary, 1);
+        assert!(st[0].connected && st[0].fresh);
+        assert!(!hub.status(&engine, 200.0)[0].fresh);
+    }
+}

@@ -1,0 +1,88 @@
+//! Camera frames for the daemon: where they come from (a directory of PNG/JPEG files, raw RGB or
+//! gray frames of a fixed size on a file, FIFO or stdin as GStreamer and ffmpeg pipe them, a V4L2
+//! device behind the `v4l2` feature) and how they become model input (resize, normalize, NCHW).
+//!
+//! A frame that cannot be decoded is an error for that frame only; the source goes on with the
+//! next one, and the daemon keeps running on its last good state.
+
+mod dir;
+mod raw;
+#[cfg(all(feature = "v4l2", target_os = "linux"))]
+pub mod v4l2;
+
+use std::path::PathBuf;
+
+use rws_image::Image;
+
+use crate::config::{FrameSource, Input};
+
+pub use dir::DirFrames;
+pub use raw::RawFrames;
+
+/// One frame.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// File name, or `raw:<n>`.
+    pub name: String,
+    pub image: Image,
+}
+
+/// A frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// This frame is bad; the next may be fine.
+    #[error("{name}: {reason}")]
+    Bad { name: String, reason: String },
+    /// The source itself failed.
+    #[error("{}: {reason}", path.display())]
+    Source { path: PathBuf, reason: String },
+}
+
+/// Something that yields frames until it ends.
+pub trait Frames: Send {
+    /// The next frame; `Ok(None)` at the end of the stream.
+    fn next_frame(&mut self) -> Result<Option<Frame>, FrameError>;
+}
+
+/// Opens the configured source.
+pub fn open(source: &FrameSource) -> Result<Box<dyn Frames>, FrameError> {
+    match source {
+        FrameSource::Dir(p) => Ok(Box::new(DirFrames::open(p)?)),
+        FrameSource::Raw {
+            path,
+            width,
+            height,
+            format,
+        } => Ok(Box::new(RawFrames::open(path, *width, *height, *format)?)),
+        #[cfg(all(feature = "v4l2", target_os = "linux"))]
+        FrameSource::V4l2 {
+            path,
+            width,
+            height,
+        } => Ok(Box::new(v4l2::V4l2Frames::open(path, *width, *height)?)),
+        #[cfg(not(all(feature = "v4l2", target_os = "linux")))]
+        FrameSource::V4l2 { path, .. } => Err(FrameError::Source {
+            path: path.clone(),
+            reason: v4l2_unavailable(),
+        }),
+    }
+}
+
+#[cfg(not(all(feature = "v4l2", target_os = "linux")))]
+fn v4l2_unavailable() -> String {
+    "V4L2 capture is not built in (build with `--features v4l2`), or pipe the camera as raw frames instead, e.g. \
+     `ffmpeg -f v4l2 -i /dev/video0 -vf scale=W:H -pix_fmt rgb24 -f rawvideo - | rwsd ...` \
+     with frames.source = \"raw\" (see docs/deploy.md)"
+        .into()
+}
+
+/// Resizes (bilinear) a frame to the model's input, normalizes `(x - mean) / std` per channel and
+/// lays it out as `[3, H, W]` planes in `out` (reused from frame to frame).
+pub fn to_input(image: &Image, input: &Input, out: &mut Vec<f32>) -> Result<(), FrameError> {
+    rws_image::tensor::to_input(image, (input.height, input.width), &input.norm, out).map_err(|e| {
+        FrameError::Bad {
+            name: "input".into(),
+            reason: e.to_string(),
+        }
+    })
+}

@@ -1,0 +1,192 @@
+//! The control protocol, spoken on rwsd's UNIX socket: one JSON request line per connection, one
+//! JSON response line back. The daemon ([`crate::control`]) and its client (`rwsctl`,
+//! [`crate::client`]) both use these types, so the two cannot drift apart
+//! (`docs/protocols.md` documents the wire form).
+//!
+//! ```text
+//! {"cmd":"status"}
+//! {"cmd":"override","signature":"fog","alpha":0.6,"ttl_s":600}
+//! {"cmd":"override","signature":"fog","alpha":null}        (clears that override)
+//! {"cmd":"clear_overrides"}
+//! → {"ok":true,"status":{…}} | {"ok":true} | {"ok":false,"error":"…"}
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sensors::Counters;
+
+/// Where the daemon listens unless its config says otherwise (`control.socket`).
+pub const DEFAULT_SOCKET: &str = "/run/rwsd/rwsd.sock";
+
+/// Longest request line the daemon reads, in bytes.
+pub const MAX_REQUEST: u64 = 4096;
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The daemon's status.
+    Status,
+    /// Holds `signature` at `alpha` (for `ttl_s` seconds of the daemon's clock, or until
+    /// cleared); `alpha: null` clears this signature's override.
+    Override {
+        signature: String,
+        #[serde(default)]
+        alpha: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_s: Option<f64>,
+    },
+    /// Clears every override, the config's included.
+    ClearOverrides,
+}
+
+/// A response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl Response {
+    /// Success without a body.
+    pub fn ok() -> Self {
+        Response {
+            ok: true,
+            error: None,
+            status: None,
+        }
+    }
+
+    /// A refusal and why.
+    pub fn error(reason: impl Into<String>) -> Self {
+        Response {
+            ok: false,
+            error: Some(reason.into()),
+            status: None,
+        }
+    }
+
+    /// The status.
+    pub fn status(status: Status) -> Self {
+        Response {
+            ok: true,
+            error: None,
+            status: Some(status),
+        }
+    }
+}
+
+/// What `{"cmd":"status"}` answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The config file the daemon runs.
+    pub config: String,
+    pub model: String,
+    /// Seconds on the daemon's clock at the last frame.
+    pub t: f64,
+    pub frames: u64,
+    pub frame_errors: u64,
+    /// The coefficient of every loaded signature, by corruption name (0 = off).
+    pub alpha: BTreeMap<String, f64>,
+    /// Generation of the coefficient set the last frame ran on.
+    pub generation: u64,
+    pub overrides: BTreeMap<String, OverrideStatus>,
+    pub sensors: Vec<SensorStatus>,
+    /// Successful reloads (SIGHUP) so far.
+    pub reloads: u64,
+    /// Why the last reload failed, if it did (cleared by a successful one).
+    pub last_reload_error: Option<String>,
+    pub prefix_builds: u64,
+    pub prefix_build_failures: u64,
+}
+
+/// An active override.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverrideStatus {
+    pub alpha: f64,
+    /// When it expires on the daemon's clock (`None`: until cleared).
+    pub until_t: Option<f64>,
+}
+
+/// One sensor's health.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SensorStatus {
+    pub name: String,
+    pub connected: bool,
+    /// Reported a good reading within its `stale_after_s`.
+    pub fresh: bool,
+    /// A read-once source (a file, stdin) has been read to its end.
+    pub ended: bool,
+    pub counters: Counters,
+}
+
+impl Status {
+    /// Whether everything is as it should be: every sensor fresh and the last reload good.
+    /// `rwsctl status` exits 1 otherwise, for monitoring scripts.
+    pub fn healthy(&self) -> bool {
+        self.sensors.iter().all(|s| s.fresh) && self.last_reload_error.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_the_documented_wire_form() {
+        let parse = |s: &str| serde_json::from_str::<Request>(s);
+        assert_eq!(parse(r#"{"cmd":"status"}"#).unwrap(), Request::Status);
+        assert_eq!(
+            parse(r#"{"cmd":"override","signature":"fog","alpha":0.6,"ttl_s":600}"#).unwrap(),
+            Request::Override {
+                signature: "fog".into(),
+                alpha: Some(0.6),
+                ttl_s: Some(600.0)
+            }
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"override","signature":"fog","alpha":null}"#).unwrap(),
+            Request::Override {
+                signature: "fog".into(),
+                alpha: None,
+                ttl_s: None
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::ClearOverrides).unwrap(),
+            r#"{"cmd":"clear_overrides"}"#
+        );
+        assert!(parse(r#"{"cmd":"reboot"}"#).is_err());
+        // A misspelt field is refused, not ignored (`ttl` for `ttl_s` would silently mean forever).
+        assert!(parse(r#"{"cmd":"override","signature":"fog","alpha":1,"ttl":5}"#).is_err());
+        assert!(parse(r#"{"cmd":"override"}"#).is_err());
+    }
+
+    #[test]
+    fn responses_round_trip_and_omit_what_is_empty() {
+        assert_eq!(
+            serde_json::to_string(&Response::ok()).unwrap(),
+            r#"{"ok":true}"#
+        );
+        let e = Response::error("no");
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"ok":false,"error":"no"}"#
+        );
+        let mut s = Status::default();
+        s.sensors.push(SensorStatus {
+            name: "pwd".into(),
+            fresh: true,
+            ..Default::default()
+        });
+        let r = Response::status(s.clone());
+        let back: Response = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.status, Some(s));
+        assert!(back.status.unwrap().healthy());
+    }
+}

@@ -1,0 +1,4 @@
+//! rwsd's integration tests (the daemon and rwsctl as processes, sensors through
+//! pseudo-terminals), one module per area, linked into one test binary.
+
+mod sensors;
