@@ -17,7 +17,17 @@ use rwsd::sensors::nmea::sentence;
 fn main() -> std::io::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
     std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("pwd-weather.log"), pwd_weather()?)?;
+    std::fs::write(dir.join("nmea-weather.log"), nmea_weather()?)?;
+    std::fs::write(dir.join("camera-faults.log"), camera_faults()?)?;
+    std::fs::write(dir.join("noisy-nmea.log"), noisy_nmea()?)?;
+    std::fs::write(dir.join("noisy-pwd.log"), noisy_pwd()?)?;
+    println!("wrote {}", dir.display());
+    Ok(())
+}
 
+/// Visibility falling through fog to 180 m, then snow codes; every third report framed.
+fn pwd_weather() -> std::io::Result<Vec<u8>> {
     let mut pwd = Vec::new();
     for t in 0..=90u32 {
         let vis = match t {
@@ -40,8 +50,11 @@ fn main() -> std::io::Result<()> {
         };
         writeln!(pwd, "{t} {line}")?;
     }
-    std::fs::write(dir.join("pwd-weather.log"), pwd)?;
+    Ok(pwd)
+}
 
+/// Air turning humid and freezing (frost), alternately as MDA and XDR.
+fn nmea_weather() -> std::io::Result<Vec<u8>> {
     let mut nmea = Vec::new();
     for t in (0..=90u32).step_by(2) {
         let (temp, hum) = match t {
@@ -61,8 +74,11 @@ fn main() -> std::io::Result<()> {
             writeln!(nmea, "{t} {}", sentence(&body))?;
         }
     }
-    std::fs::write(dir.join("nmea-weather.log"), nmea)?;
+    Ok(nmea)
+}
 
+/// A gain spike, a focus drop, a short gap, then silence mid-fault (stale).
+fn camera_faults() -> std::io::Result<Vec<u8>> {
     let mut cam = Vec::new();
     for t in 0..=70u32 {
         let gain = if (15..=24).contains(&t) { 40.0 } else { 6.0 };
@@ -73,9 +89,11 @@ fn main() -> std::io::Result<()> {
         let body = format!("PRWSC,{t},gain_db={gain:.1},focus={focus:.2},encoder_q=0.95");
         writeln!(cam, "{t} {}", sentence(&body))?;
     }
-    std::fs::write(dir.join("camera-faults.log"), cam)?;
+    Ok(cam)
+}
 
-    // Noise: every bad kind of line between good ones.
+/// Good XDR sentences with every bad kind of line between them.
+fn noisy_nmea() -> std::io::Result<Vec<u8>> {
     let mut noisy = Vec::new();
     for t in 0..=40u32 {
         let hum = if t >= 10 { 95.0 } else { 50.0 };
@@ -96,8 +114,11 @@ fn main() -> std::io::Result<()> {
             _ => {}
         }
     }
-    std::fs::write(dir.join("noisy-nmea.log"), noisy)?;
+    Ok(noisy)
+}
 
+/// Good PWD reports with unterminated frames, short lines and out-of-range values.
+fn noisy_pwd() -> std::io::Result<Vec<u8>> {
     let mut noisy_pwd = Vec::new();
     for t in 0..=40u32 {
         let vis = if t >= 10 { 300 } else { 9000 };
@@ -112,7 +133,5 @@ fn main() -> std::io::Result<()> {
             _ => {}
         }
     }
-    std::fs::write(dir.join("noisy-pwd.log"), noisy_pwd)?;
-    println!("wrote {}", dir.display());
-    Ok(())
+    Ok(noisy_pwd)
 }

@@ -1,4 +1,6 @@
 //! rwsd's integration tests (the daemon and rwsctl as processes, sensors through
 //! pseudo-terminals), one module per area, linked into one test binary.
 
+mod daemon;
+mod rwsctl;
 mod sensors;

@@ -38,13 +38,49 @@ pub fn encode(
     label: &Path,
 ) -> Result<(Vec<u8>, WriteReport), FormatError> {
     let e = |kind, field: &str, reason: String| FormatError::new(label, kind, field, reason);
+    let meta_bytes = encode_meta(meta, tensors.len(), label)?;
+    let quantized = quantize_all(tensors, dtype, label)?;
+    let layout = Layout::new(tensors, &quantized, meta_bytes.len()).ok_or_else(|| {
+        e(
+            K::Invalid,
+            "file_len",
+            "file would exceed the address space".into(),
+        )
+    })?;
+    let mut table = Vec::with_capacity(layout.table_len);
+    for ((t, (q, stats)), &off) in tensors.iter().zip(&quantized).zip(&layout.offsets) {
+        write_entry(&mut table, t, dtype, q, stats, off);
+    }
+    let mut out = vec![0u8; layout.file_len];
+    write_header(&mut out, &layout, tensors, meta_bytes.len(), table.len());
+    let (meta_offset, table_offset) = (HEADER_LEN, layout.table_offset);
+    out[meta_offset..table_offset].copy_from_slice(&meta_bytes);
+    out[table_offset..table_offset + table.len()].copy_from_slice(&table);
+    for ((q, _), &off) in quantized.iter().zip(&layout.offsets) {
+        out[off..off + q.payload().len()].copy_from_slice(q.payload());
+    }
+    seal_header(&mut out);
+    let report = WriteReport {
+        tensors: tensors
+            .iter()
+            .zip(&quantized)
+            .map(|(t, (_, s))| (t.name.clone(), dtype, *s))
+            .collect(),
+        file_len: layout.file_len,
+    };
+    Ok((out, report))
+}
+
+/// The metadata as the JSON block of the file, after checking it and the tensor count.
+fn encode_meta(meta: &Metadata, count: usize, label: &Path) -> Result<Vec<u8>, FormatError> {
+    let e = |kind, field: &str, reason: String| FormatError::new(label, kind, field, reason);
     meta.validate()
         .map_err(|(field, reason)| e(K::Metadata, &format!("metadata.{field}"), reason))?;
-    if tensors.is_empty() || tensors.len() > MAX_TENSORS {
+    if count == 0 || count > MAX_TENSORS {
         return Err(e(
             K::Invalid,
             "tensor_count",
-            format!("{} tensors; must be 1..={MAX_TENSORS}", tensors.len()),
+            format!("{count} tensors; must be 1..={MAX_TENSORS}"),
         ));
     }
     let meta_bytes =
@@ -56,7 +92,16 @@ pub fn encode(
             format!("{} bytes of JSON exceeds {MAX_META_LEN}", meta_bytes.len()),
         ));
     }
+    Ok(meta_bytes)
+}
 
+/// Each tensor checked (name, shape) and quantized, with its error statistics.
+fn quantize_all(
+    tensors: &[SignatureTensor],
+    dtype: DType,
+    label: &Path,
+) -> Result<Vec<(Quantized, QuantStats)>, FormatError> {
+    let e = |kind, field: &str, reason: String| FormatError::new(label, kind, field, reason);
     let mut quantized = Vec::with_capacity(tensors.len());
     let mut seen = std::collections::HashSet::new();
     for t in tensors {
@@ -79,74 +124,75 @@ pub fn encode(
             .map_err(|err| e(K::NonFinite, &field("values"), err.to_string()))?;
         quantized.push((q, stats));
     }
+    Ok(quantized)
+}
 
-    // Table entries, with payload offsets filled in once the table's size is known.
-    let table_len: usize = tensors
-        .iter()
-        .zip(&quantized)
-        .map(|(t, (q, _))| entry_len(t, q))
-        .sum();
-    let meta_offset = HEADER_LEN;
-    let table_offset = meta_offset + meta_bytes.len();
-    let overflow = || {
-        e(
-            K::Invalid,
-            "file_len",
-            "file would exceed the address space".into(),
-        )
-    };
-    let mut offset = align_up(table_offset + table_len).ok_or_else(overflow)?;
-    let mut offsets = Vec::with_capacity(tensors.len());
-    for (q, _) in &quantized {
-        offsets.push(offset);
-        offset = align_up(offset.checked_add(q.payload().len()).ok_or_else(overflow)?)
-            .ok_or_else(overflow)?;
+/// Where everything goes: the table after the metadata, then each payload at the next multiple
+/// of [`super::PAYLOAD_ALIGN`]; the last payload is not padded (the file ends where it ends).
+struct Layout {
+    table_offset: usize,
+    table_len: usize,
+    offsets: Vec<usize>,
+    file_len: usize,
+}
+
+impl Layout {
+    /// `None` if the file would not fit the address space.
+    fn new(
+        tensors: &[SignatureTensor],
+        quantized: &[(Quantized, QuantStats)],
+        meta_len: usize,
+    ) -> Option<Layout> {
+        let table_len: usize = tensors
+            .iter()
+            .zip(quantized)
+            .map(|(t, (q, _))| entry_len(t, q))
+            .sum();
+        let table_offset = HEADER_LEN + meta_len;
+        let mut offset = align_up(table_offset + table_len)?;
+        let mut offsets = Vec::with_capacity(tensors.len());
+        for (q, _) in quantized {
+            offsets.push(offset);
+            offset = align_up(offset.checked_add(q.payload().len())?)?;
+        }
+        let file_len = offsets.last().copied().unwrap_or(offset)
+            + quantized
+                .last()
+                .map(|(q, _)| q.payload().len())
+                .unwrap_or(0);
+        Some(Layout {
+            table_offset,
+            table_len,
+            offsets,
+            file_len,
+        })
     }
-    // The last payload is not padded: the file ends where it ends.
-    let file_len = offsets.last().copied().unwrap_or(offset)
-        + quantized
-            .last()
-            .map(|(q, _)| q.payload().len())
-            .unwrap_or(0);
+}
 
-    let mut table = Vec::with_capacity(table_len);
-    for ((t, (q, stats)), &off) in tensors.iter().zip(&quantized).zip(&offsets) {
-        write_entry(&mut table, t, dtype, q, stats, off);
-    }
-
-    let mut out = vec![0u8; file_len];
+/// The fixed header's fields (the CRC is sealed last, over the finished header block).
+fn write_header(
+    out: &mut [u8],
+    layout: &Layout,
+    tensors: &[SignatureTensor],
+    meta_len: usize,
+    table_len: usize,
+) {
     out[hdr::MAGIC..hdr::MAGIC + 8].copy_from_slice(&MAGIC);
-    put_u32(&mut out, hdr::VERSION, FORMAT_VERSION);
-    put_u32(&mut out, hdr::FLAGS, 0);
-    put_u64(&mut out, hdr::FILE_LEN, file_len as u64);
-    put_u64(&mut out, hdr::META_OFFSET, meta_offset as u64);
-    put_u32(&mut out, hdr::META_LEN, meta_bytes.len() as u32);
-    put_u32(&mut out, hdr::TENSOR_COUNT, tensors.len() as u32);
-    put_u64(&mut out, hdr::TABLE_OFFSET, table_offset as u64);
-    put_u32(&mut out, hdr::TABLE_LEN, table.len() as u32);
+    put_u32(out, hdr::VERSION, FORMAT_VERSION);
+    put_u32(out, hdr::FLAGS, 0);
+    put_u64(out, hdr::FILE_LEN, layout.file_len as u64);
+    put_u64(out, hdr::META_OFFSET, HEADER_LEN as u64);
+    put_u32(out, hdr::META_LEN, meta_len as u32);
+    put_u32(out, hdr::TENSOR_COUNT, tensors.len() as u32);
+    put_u64(out, hdr::TABLE_OFFSET, layout.table_offset as u64);
+    put_u32(out, hdr::TABLE_LEN, table_len as u32);
     let fp = fingerprint(
         tensors
             .iter()
             .map(|t| (t.name.as_str(), t.shape.as_slice())),
     );
-    put_u32(&mut out, hdr::FINGERPRINT, fp);
-    put_u32(&mut out, hdr::RESERVED, 0);
-    out[meta_offset..table_offset].copy_from_slice(&meta_bytes);
-    out[table_offset..table_offset + table.len()].copy_from_slice(&table);
-    for ((q, _), &off) in quantized.iter().zip(&offsets) {
-        out[off..off + q.payload().len()].copy_from_slice(q.payload());
-    }
-    seal_header(&mut out);
-
-    let report = WriteReport {
-        tensors: tensors
-            .iter()
-            .zip(&quantized)
-            .map(|(t, (_, s))| (t.name.clone(), dtype, *s))
-            .collect(),
-        file_len,
-    };
-    Ok((out, report))
+    put_u32(out, hdr::FINGERPRINT, fp);
+    put_u32(out, hdr::RESERVED, 0);
 }
 
 /// Recomputes the header CRC of an encoded file in place (over header bytes 0..60, the metadata
