@@ -10,7 +10,9 @@ It shares no code with rws: ONNX is read with the `onnx` package, tensors are ch
 graph.node in order (Conv/ConvTranspose/Gemm/MatMul with an initializer weight, then its bias and
 the BatchNormalization that consumes its output), and the residual is
 d_c - (<d_c, d_std> / <d_std, d_std>) * d_std in float64, or d_c when d_std is zero.
-tests/extract.rs runs it and compares.
+crates/rws-lab/tests/extract.rs compares rws with its committed outputs (tests/data/extract/,
+written by `cargo run -p rws-lab --example make_extract_refs`) and, with RWS_LIVE_REFERENCE=1
+(.ci/run), with the script run live.
 """
 import argparse
 import json

@@ -1,7 +1,7 @@
 //! Patch kernel vs memcpy on VGG-16's five shallow convolutions (555,328 parameters).
 //!
-//! Run with `cargo bench --bench patch`. Prints the median time per full patch and its ratio to
-//! copying the same output bytes, measured interleaved in this process. Targets (DESIGN.md §4,
+//! Run with `cargo bench -p rws-lab --bench patch`. Prints the median time per full patch and its ratio to
+//! copying the same output bytes, measured interleaved in this process. Targets (docs/design.md §4,
 //! issue 2): ≤ 1.3× memcpy for one signature, ≤ 1.6× for four.
 
 fn main() {

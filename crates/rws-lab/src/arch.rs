@@ -4,7 +4,7 @@
 //! Tensor names follow PyTorch's `nn.Sequential` numbering (`features.0.weight`, `features.2.weight`,
 //! `features.5.weight`, …, `classifier.weight`), so a signature made here names the same tensors as
 //! one made from a torchvision-style VGG export, and VGG-16's first five convolutions are
-//! `features.0/2/5/7/10` as in DESIGN.md. The ONNX writer needs no training backend: it takes the
+//! `features.0/2/5/7/10` as in docs/design.md §1. The ONNX writer needs no training backend: it takes the
 //! weights as named f32 vectors, so tests and tools build real models without candle.
 
 use std::collections::BTreeMap;

@@ -260,3 +260,119 @@ fn answer(r: &Request, shared: &Shared) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Curve, Map, Policy, Rule};
+    use std::io::BufRead;
+
+    fn shared() -> Arc<Shared> {
+        let policy = Policy {
+            rules: vec![Rule {
+                signature: "fog".into(),
+                signal: "visibility_m".into(),
+                map: Map::Curve(Curve::new(vec![(1000.0, 0.0), (200.0, 1.0)]).unwrap()),
+                alpha: 1.0,
+                and: None,
+            }],
+            max_total_alpha: 1.5,
+            ramp_per_s: 0.5,
+            hysteresis: 0.05,
+            overrides: Default::default(),
+        };
+        Arc::new(Shared::new(Engine::new(policy, vec![])))
+    }
+
+    /// Sends raw bytes (then half-closes if `close`) and reads the response line.
+    fn exchange(path: &Path, bytes: &[u8], close: bool) -> Response {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.write_all(bytes).unwrap();
+        if close {
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let mut line = String::new();
+        std::io::BufReader::new(&s).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    #[test]
+    fn a_regular_file_at_the_socket_path_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("precious.txt");
+        std::fs::write(&path, "keep me").unwrap();
+        let err = serve(&path, shared()).err().unwrap().to_string();
+        assert!(err.contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+    }
+
+    #[test]
+    fn a_second_server_on_a_live_socket_is_refused_and_the_first_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rwsd.sock");
+        let _first = serve(&path, shared()).unwrap();
+        let err = serve(&path, shared()).err().unwrap().to_string();
+        assert!(err.contains("another rwsd"), "{err}");
+        assert!(exchange(&path, b"{\"cmd\":\"status\"}\n", false).ok);
+    }
+
+    #[test]
+    fn every_request_gets_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rwsd.sock");
+        let sh = shared();
+        let _server = serve(&path, sh.clone()).unwrap();
+        // No newline, then end of stream: still a request.
+        assert!(exchange(&path, br#"{"cmd":"status"}"#, true).ok);
+        let r = exchange(&path, b"\xff\xfe{}\n", false);
+        assert!(r.error.unwrap().contains("UTF-8"));
+        let r = exchange(&path, &[b'x'; 5000], true);
+        assert!(r.error.unwrap().contains("longer than 4096"));
+        let r = exchange(
+            &path,
+            br#"{"cmd":"override","signature":"fog","alpha":-0.0}"#,
+            true,
+        );
+        assert!(r.ok);
+        let alpha = sh.engine().overrides()["fog"].alpha;
+        assert!(
+            alpha == 0.0 && alpha.is_sign_positive(),
+            "-0.0 is kept as 0.0"
+        );
+        let r = exchange(
+            &path,
+            br#"{"cmd":"override","signature":"fog","alpha":1,"ttl_s":-5}"#,
+            true,
+        );
+        assert!(r.error.unwrap().contains("ttl_s"));
+    }
+
+    #[test]
+    fn slow_and_idle_clients_do_not_hold_up_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rwsd.sock");
+        let _server = serve(&path, shared()).unwrap();
+        // Idle connections beyond the limit, and one client dripping a byte at a time.
+        let idle: Vec<UnixStream> = (0..MAX_CLIENTS + 20)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let mut drip = UnixStream::connect(&path).unwrap();
+        drip.write_all(b"{").unwrap();
+        // The slots are taken by the idle clients until their requests time out; a status
+        // request is answered (busy or served) at once, and served once the slots free up.
+        let start = Instant::now();
+        let first = exchange(&path, b"{\"cmd\":\"status\"}\n", false);
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "answered at once"
+        );
+        if !first.ok {
+            assert!(first.error.unwrap().starts_with("busy"));
+        }
+        std::thread::sleep(REQUEST_TIME + Duration::from_millis(300));
+        let start = Instant::now();
+        assert!(exchange(&path, b"{\"cmd\":\"status\"}\n", false).ok);
+        assert!(start.elapsed() < Duration::from_millis(500));
+        drop(idle);
+    }
+}

@@ -1,4 +1,4 @@
-//! Camera diagnostics, a line protocol of our own (there is no standard; docs/sensors.md).
+//! Camera diagnostics, a line protocol of our own (there is no standard; docs/protocols.md).
 //!
 //! NMEA-style proprietary sentence with the same `*hh` checksum:
 //! `$PRWSC,<seq>,<key>=<value>,...*hh`, e.g.

@@ -3,8 +3,8 @@
 //!
 //! Every protocol parser takes one line (without its line terminator) and returns named signal
 //! values or a [`LineError`] saying why the line was rejected. Parsers never panic on input:
-//! `tests/sensors.rs` feeds them garbage, binary noise and truncations. Signal names are the
-//! vocabulary of the policy rules in `firmware-config/*.toml` (see `docs/sensors.md`).
+//! `crates/rwsd/tests/sensors.rs` feeds them garbage, binary noise and truncations. Signal names are the
+//! vocabulary of the policy rules in `firmware-config/*.toml` (see `docs/protocols.md`).
 
 pub mod camera;
 mod counters;
@@ -66,7 +66,7 @@ pub enum Protocol {
     Pwd,
     /// NMEA 0183 `MDA` and `XDR` sentences.
     Nmea,
-    /// rws camera diagnostics (`$PRWSC`, docs/sensors.md).
+    /// rws camera diagnostics (`$PRWSC`, docs/protocols.md).
     Camera,
 }
 
