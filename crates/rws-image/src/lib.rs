@@ -34,6 +34,14 @@ pub enum ImageError {
     },
     #[error("{channels} channels: expected 1 (gray) or 3 (RGB)")]
     Channels { channels: usize },
+    /// A file whose decoded image would be larger than allowed (`max_pixels`).
+    #[error("{}: {width}x{height} is more than the {max_pixels} pixels allowed", path.display())]
+    TooLarge {
+        path: PathBuf,
+        width: u64,
+        height: u64,
+        max_pixels: u64,
+    },
 }
 
 impl Image {
@@ -100,6 +108,40 @@ impl Image {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        Ok(Self::from_dynamic(img))
+    }
+
+    /// Reads a PNG or JPEG file whose image has at most `max_pixels` pixels. The size is read
+    /// from the header before anything is decoded, and the decoder's allocations are capped
+    /// too, so a small file that claims a huge image costs nothing.
+    pub fn open_limited(path: impl AsRef<Path>, max_pixels: u64) -> Result<Self, ImageError> {
+        let path = path.as_ref();
+        let file_err = |e: &dyn std::fmt::Display| ImageError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut reader = image::ImageReader::open(path)
+            .map_err(|e| file_err(&e))?
+            .with_guessed_format()
+            .map_err(|e| file_err(&e))?;
+        let (w, h) = reader.into_dimensions().map_err(|e| file_err(&e))?;
+        if u64::from(w) * u64::from(h) > max_pixels {
+            return Err(ImageError::TooLarge {
+                path: path.to_path_buf(),
+                width: w.into(),
+                height: h.into(),
+                max_pixels,
+            });
+        }
+        reader = image::ImageReader::open(path)
+            .map_err(|e| file_err(&e))?
+            .with_guessed_format()
+            .map_err(|e| file_err(&e))?;
+        let mut limits = image::Limits::default();
+        // RGBA16 is the largest layout a PNG decodes to: 8 bytes a pixel, plus headroom.
+        limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(1 << 20));
+        reader.limits(limits);
+        let img = reader.decode().map_err(|e| file_err(&e))?;
         Ok(Self::from_dynamic(img))
     }
 
@@ -194,5 +236,71 @@ pub fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
         f64::INFINITY
     } else {
         10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PNG whose header claims `w`×`h` pixels, with a token of image data: what a hostile
+    /// frame directory could hold (a real 13000² PNG of one colour is 0.5 MB).
+    fn png_header(w: u32, h: u32) -> Vec<u8> {
+        let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8], data: &[u8]| {
+            v.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend_from_slice(data);
+            v.extend_from_slice(&body);
+            v.extend_from_slice(&crc32fast_png(&body).to_be_bytes());
+        };
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        chunk(b"IHDR", &ihdr);
+        chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+        chunk(b"IEND", &[]);
+        v
+    }
+
+    /// The CRC-32 PNG chunks carry (IEEE polynomial), bit by bit: a test needs no crate for it.
+    fn crc32fast_png(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn an_image_larger_than_allowed_is_refused_from_its_header() {
+        let dir = std::env::temp_dir().join(format!("rws-image-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("huge.png");
+        std::fs::write(&path, png_header(13_000, 13_000)).unwrap();
+        let start = std::time::Instant::now();
+        let e = Image::open_limited(&path, 4096 * 4096).unwrap_err();
+        assert!(
+            matches!(e, ImageError::TooLarge { width: 13_000, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("huge.png"), "{e}");
+        assert!(
+            start.elapsed().as_millis() < 500,
+            "refused without decoding"
+        );
+        let small = dir.join("small.png");
+        Image::new(3, 4).save(&small).unwrap();
+        assert_eq!(Image::open_limited(&small, 12).unwrap().width, 4);
+        assert!(Image::open_limited(&small, 11).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -75,6 +75,29 @@ fn verify_accepts_the_right_model_and_lists_mismatches_for_another() {
 }
 
 #[test]
+fn verify_says_fits_only_when_the_runtime_would_accept_the_model() {
+    // conv1.weight's raw_data one value short: names and shapes fit, the data does not.
+    let dir = tempfile::tempdir().unwrap();
+    let sig = write(dir.path(), "fog.rws", &encode(3, DType::I8));
+    let mut m = rws_runtime::onnx::OnnxModel::from_bytes(&small_cnn_onnx(1, false), "m").unwrap();
+    let g = m.proto_mut().graph.as_mut().unwrap();
+    let t = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "conv1.weight")
+        .unwrap();
+    t.raw_data.truncate(t.raw_data.len() - 4);
+    let model = write(dir.path(), "short.onnx", &m.to_bytes());
+    let (code, out, _) = rws(&["verify", &sig, "--model", &model]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("'conv1.weight': the model's data for it is unusable"),
+        "{out}"
+    );
+    assert!(out.contains("raw_data has"), "{out}");
+}
+
+#[test]
 fn verify_refuses_a_file_that_is_not_onnx() {
     let dir = tempfile::tempdir().unwrap();
     let sig = write(dir.path(), "fog.rws", &encode(3, DType::I8));

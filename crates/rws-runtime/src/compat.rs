@@ -42,6 +42,34 @@ pub fn check(
         .collect()
 }
 
+/// Everything [`check`] finds, and then what reading the tensors' data would find: what the
+/// runtime and `rws patch` will use, so `rws verify` says "fits" only when they will accept it.
+pub fn check_model(sig: &SignatureFile, model: &OnnxModel) -> Result<Vec<Mismatch>, RuntimeError> {
+    let inits = model.initializers()?;
+    let mut problems = check(sig, &inits, &model.constant_outputs());
+    for t in sig.tensors() {
+        if problems.iter().all(|p| mismatch_name(p) != t.name) {
+            if let Err(e) = model.initializer_f32(&t.name) {
+                problems.push(Mismatch::Unreadable {
+                    name: t.name.clone(),
+                    reason: e.reason,
+                });
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn mismatch_name(m: &Mismatch) -> &str {
+    match m {
+        Mismatch::Missing { name }
+        | Mismatch::Shape { name, .. }
+        | Mismatch::NotFloat { name, .. }
+        | Mismatch::InConstantNode { name }
+        | Mismatch::Unreadable { name, .. } => name,
+    }
+}
+
 /// Checks every signature against `model` (all mismatches of the first signature that does not
 /// fit, listed together) and binds them to each other: the one check-then-bind step of the
 /// runtime, `rws patch` and `rws verify`.
@@ -49,10 +77,8 @@ pub fn bind<'s>(
     model: &OnnxModel,
     sigs: &[&'s SignatureFile],
 ) -> Result<Patcher<'s>, RuntimeError> {
-    let inits = model.initializers()?;
-    let constants = model.constant_outputs();
     for sig in sigs {
-        let problems = check(sig, &inits, &constants);
+        let problems = check_model(sig, model)?;
         if !problems.is_empty() {
             return Err(RuntimeError::Mismatch {
                 sig: sig.path().to_path_buf(),

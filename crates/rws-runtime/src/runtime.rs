@@ -194,6 +194,18 @@ impl<B: Backend> Runtime<B> {
         opts: &RuntimeOptions,
     ) -> Result<Self, RuntimeError> {
         let path = model.path().to_path_buf();
+        if model
+            .proto()
+            .graph
+            .as_ref()
+            .is_none_or(|g| g.output.is_empty())
+        {
+            return Err(RuntimeError::Shape {
+                path,
+                field: "graph.output".into(),
+                reason: "the model declares no output".into(),
+            });
+        }
         let (targets, clean) = {
             let refs: Vec<&SignatureFile> = sigs.iter().collect();
             let patcher = compat::bind(&model, &refs)?;

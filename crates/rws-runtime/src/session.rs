@@ -7,7 +7,8 @@
 //! [`Session::run`] starts each frame by *trying* to take a published plan (`try_lock`: a frame
 //! never waits for the worker), then runs the whole frame on the plan it holds, so every frame
 //! sees exactly one coefficient set. Replaced plans go back to the worker to be freed, so the
-//! frame thread does not pay for deallocating them. All-zero coefficients publish the clean
+//! frame thread does not pay for deallocating them; replaced run states are dropped on the frame
+//! thread, which ran them (below). All-zero coefficients publish the clean
 //! prefix at once, without a build. The worker keeps the last few built plans, so switching back
 //! to a recent set costs no build.
 
@@ -40,8 +41,8 @@ struct State<B: Backend> {
     pending: Option<(u64, Arc<[f32]>)>,
     /// A plan for `requested` with a run state for it, waiting for the next frame.
     ready: Option<Ready<B>>,
-    /// Plans (and run states) the frame loop replaced, freed by the worker.
-    retired: Vec<Ready<B>>,
+    /// Plans the frame loop replaced, freed by the worker.
+    retired: Vec<Arc<Prefix<B>>>,
     shutdown: bool,
     stats: SessionStats,
 }
@@ -236,15 +237,33 @@ impl<B: Backend> Session<B> {
         };
         drop(st);
         let old = std::mem::replace(&mut self.current, next);
-        let old_state = std::mem::replace(&mut self.prefix_state, state);
-        // The old plan and state are freed by the worker, off the frame path (here only if the
-        // worker holds the lock this instant).
+        // A run state is dropped on the thread that ran it: tract keeps per-thread scratch
+        // space for each run state of a matrix-multiply node, keyed by the state, and frees it
+        // only in the thread that drops the state. Dropped on the worker, every switch leaked
+        // that scratch on this thread (about 3 KB per build on the demo model).
+        drop(std::mem::replace(&mut self.prefix_state, state));
+        // The old plan is freed by the worker, off the frame path (here only if the worker
+        // holds the lock this instant).
         if let Ok(mut st) = self.shared.state.try_lock() {
-            st.retired.push((old, old_state));
+            st.retired.push(old);
             drop(st);
             self.shared.wake.notify_one();
         }
         Ok(start.elapsed())
+    }
+
+    /// Ends the session from the frame thread without waiting for its worker: the run states
+    /// (which must be dropped where they ran, see `take_ready`) are dropped here, and the
+    /// returned closure joins the worker and frees its plans, on any thread.
+    pub fn retire(mut self) -> impl FnOnce() + Send + 'static {
+        self.shared.lock().shutdown = true;
+        self.shared.wake.notify_all();
+        let worker = self.worker.take();
+        move || {
+            if let Some(w) = worker {
+                let _ = w.join();
+            }
+        }
     }
 }
 

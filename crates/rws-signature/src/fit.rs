@@ -22,6 +22,9 @@ pub enum Mismatch {
     NotFloat { name: String, dtype: String },
     /// The tensor is the output of a `Constant` node, not an initializer.
     InConstantNode { name: String },
+    /// The model's initializer is there but its data cannot be read (its byte count does not
+    /// match its shape, or it is stored as external data).
+    Unreadable { name: String, reason: String },
 }
 
 impl fmt::Display for Mismatch {
@@ -38,6 +41,9 @@ impl fmt::Display for Mismatch {
             ),
             Mismatch::NotFloat { name, dtype } => {
                 write!(f, "'{name}': model stores it as {dtype}, only f32 can be patched")
+            }
+            Mismatch::Unreadable { name, reason } => {
+                write!(f, "'{name}': the model's data for it is unusable: {reason}")
             }
             Mismatch::InConstantNode { name } => write!(
                 f,

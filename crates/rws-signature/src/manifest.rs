@@ -62,6 +62,11 @@ pub fn checksum(path: &Path) -> Result<(String, u64), ManifestError> {
     ))
 }
 
+/// A name of a file in the manifest's own directory: no separators, no `..`, not empty.
+fn plain_file_name(f: &str) -> bool {
+    !f.is_empty() && !f.contains(['/', '\\', '\0']) && f != "." && !f.contains("..")
+}
+
 impl Manifest {
     /// Reads `path` and checks its fields.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
@@ -74,6 +79,13 @@ impl Manifest {
                 e.to_string(),
             )
         })?;
+        if !plain_file_name(&m.model.file) {
+            return Err(err(
+                path,
+                "model.file",
+                "must be a file name in the manifest's directory",
+            ));
+        }
         for (i, s) in m.signatures.iter().enumerate() {
             if m.signatures[..i]
                 .iter()
@@ -85,7 +97,7 @@ impl Manifest {
                     format!("'{}' listed twice", s.corruption),
                 ));
             }
-            if s.file.contains('/') || s.file.contains("..") {
+            if !plain_file_name(&s.file) {
                 return Err(err(
                     path,
                     format!("signatures[{i}].file"),
@@ -110,14 +122,26 @@ impl Manifest {
         self.signatures.iter().find(|s| s.corruption == corruption)
     }
 
-    /// Checks every listed file against its checksum; `dir` is the manifest's directory.
+    /// Checks every listed file against its length and checksum; `dir` is the manifest's
+    /// directory.
     pub fn verify_files(&self, dir: &Path) -> Result<(), ManifestError> {
-        let files = std::iter::once((&self.model.file, &self.model.crc32c))
-            .chain(self.signatures.iter().map(|s| (&s.file, &s.crc32c)));
-        for (file, crc) in files {
+        let files = std::iter::once((&self.model.file, &self.model.crc32c, self.model.bytes))
+            .chain(
+                self.signatures
+                    .iter()
+                    .map(|s| (&s.file, &s.crc32c, s.bytes)),
+            );
+        for (file, crc, bytes) in files {
             let p = dir.join(file);
-            let (got, _) = checksum(&p)?;
-            if &got != crc {
+            let (got, len) = checksum(&p)?;
+            if len != bytes {
+                return Err(err(
+                    &p,
+                    "bytes",
+                    format!("manifest says {bytes} bytes, file has {len}"),
+                ));
+            }
+            if got != crc.to_ascii_lowercase() {
                 return Err(err(
                     &p,
                     "crc32c",
@@ -126,5 +150,55 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(dir: &Path) -> Manifest {
+        std::fs::write(dir.join("m.onnx"), b"model bytes").unwrap();
+        std::fs::write(dir.join("fog.rws"), b"signature bytes").unwrap();
+        let (mc, mb) = checksum(&dir.join("m.onnx")).unwrap();
+        let (sc, sb) = checksum(&dir.join("fog.rws")).unwrap();
+        Manifest {
+            model: ModelEntry {
+                file: "m.onnx".into(),
+                arch: "a".into(),
+                dataset: "d".into(),
+                input: "i".into(),
+                crc32c: mc,
+                bytes: mb,
+            },
+            signatures: vec![SignatureEntry {
+                corruption: "fog".into(),
+                file: "fog.rws".into(),
+                group: "weather".into(),
+                severity: 5,
+                crc32c: sc,
+                bytes: sb,
+            }],
+        }
+    }
+
+    #[test]
+    fn file_names_stay_in_the_directory_and_lengths_are_compared() {
+        let dir = std::env::temp_dir().join(format!("rws-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = manifest(&dir);
+        m.verify_files(&dir).unwrap();
+        for bad in ["../m.onnx", "/etc/passwd", "", "a/b"] {
+            let mut x = m.clone();
+            x.model.file = bad.into();
+            x.save(dir.join("manifest.json")).unwrap();
+            let e = Manifest::load(dir.join("manifest.json")).unwrap_err();
+            assert_eq!(e.field, "model.file", "{bad}: {e}");
+        }
+        let mut x = m.clone();
+        x.signatures[0].bytes += 1;
+        let e = x.verify_files(&dir).unwrap_err();
+        assert_eq!(e.field, "bytes", "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -242,3 +242,52 @@ fn resealed_corruptions_never_panic() {
         }
     }
 }
+
+/// Writes `bytes` at `at` inside entry `k`'s payload, then fixes the payload's CRC and the
+/// header CRC, as a careful forger would: only the value checks can refuse the result.
+fn forge_payload(b: &mut [u8], k: usize, at: usize, bytes: &[u8]) {
+    let pos = &entry_positions(b)[k];
+    let off = u64_at(b, pos.payload_offset) as usize;
+    let len = u64_at(b, pos.payload_len) as usize;
+    b[off + at..off + at + bytes.len()].copy_from_slice(bytes);
+    let crc = crc32c::crc32c(&b[off..off + len]);
+    b[pos.payload_crc..pos.payload_crc + 4].copy_from_slice(&crc.to_le_bytes());
+    reseal(b);
+}
+
+#[test]
+fn non_finite_payloads_and_int8_minus_128_are_refused() {
+    for (dtype, value) in [
+        (DType::F32, f32::NAN.to_le_bytes().to_vec()),
+        (DType::F32, f32::INFINITY.to_le_bytes().to_vec()),
+        (DType::F16, half::f16::NAN.to_le_bytes().to_vec()),
+        (DType::F16, half::f16::NEG_INFINITY.to_le_bytes().to_vec()),
+    ] {
+        let mut b = encode(1, dtype);
+        forge_payload(&mut b, 2, 8, &value);
+        expect(&b, K::NonFinite, "conv1.weight");
+        let e = open(&b).unwrap_err().to_string();
+        assert!(
+            e.contains("value 2 is not finite") || e.contains("value 4 is not finite"),
+            "{e}"
+        );
+    }
+    let mut b = encode(1, DType::I8);
+    forge_payload(&mut b, 0, 3, &[0x80]);
+    expect(&b, K::Invalid, "conv0.weight");
+    assert!(open(&b).unwrap_err().to_string().contains("-128"));
+}
+
+#[test]
+fn bytes_after_the_last_payload_are_refused() {
+    let mut b = encode(1, DType::I8);
+    let n = b.len();
+    b.extend_from_slice(&[0u8; 64]);
+    b[16..24].copy_from_slice(&((n + 64) as u64).to_le_bytes());
+    reseal(&mut b);
+    expect(&b, K::Invalid, "file_len");
+    assert!(open(&b)
+        .unwrap_err()
+        .to_string()
+        .contains("64 bytes follow the last payload"));
+}

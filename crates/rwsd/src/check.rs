@@ -14,8 +14,8 @@ use crate::config::Config;
 /// Why a config does not check out.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error(transparent)]
-    Signature(#[from] rws_signature::format::FormatError),
+    #[error("{0:#}")]
+    Config(anyhow::Error),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{}: cannot split for patching: {source}", path.display())]
@@ -27,11 +27,7 @@ pub enum CheckError {
 
 /// Checks `cfg`'s signatures and model; returns a summary of what was checked.
 pub fn check(cfg: &Config) -> Result<String, CheckError> {
-    let sigs = cfg
-        .signatures
-        .iter()
-        .map(|(_, p)| SignatureFile::open(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let sigs = cfg.open_signatures().map_err(CheckError::Config)?;
     let model = read_model_mapped(&cfg.model)?;
     let refs: Vec<&SignatureFile> = sigs.iter().collect();
     let patcher = compat::bind(&model, &refs)?;

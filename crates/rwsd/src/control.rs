@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::health::{supervise, Health};
 use crate::policy::Engine;
 use crate::protocol::{Request, Response, Status, MAX_REQUEST};
+use crate::source::Stop;
 
 /// Connections served at once; one more is answered "busy".
 pub const MAX_CLIENTS: usize = 8;
@@ -69,13 +71,13 @@ impl Shared {
 /// A running control socket; stops serving and removes its socket file when dropped.
 pub struct Server {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         // Wake the accept loop.
         let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
@@ -92,36 +94,61 @@ fn remove_socket(path: &Path) {
     }
 }
 
+/// What is at a socket path, looked at without touching it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathState {
+    Free,
+    /// A socket nobody answers on (left by a killed daemon): it will be replaced.
+    Stale,
+    /// Another daemon answers there.
+    Listening,
+    /// Something that is not a socket: never replaced.
+    NotASocket,
+}
+
+/// Looks at `path` (`rwsd --check` and [`claim`] both use this).
+pub fn inspect(path: &Path) -> PathState {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return PathState::Free;
+    };
+    if !meta.file_type().is_socket() {
+        PathState::NotASocket
+    } else if UnixStream::connect(path).is_ok() {
+        PathState::Listening
+    } else {
+        PathState::Stale
+    }
+}
+
 /// Makes `path` free for binding: nothing there, or a stale socket nobody answers on (removed).
 /// Anything else is refused: another daemon listening, or a file that is not a socket.
 pub fn claim(path: &Path) -> Result<()> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        bail!(
+    match inspect(path) {
+        PathState::Free => Ok(()),
+        PathState::NotASocket => bail!(
             "{}: exists and is not a socket; refusing to replace it",
             path.display()
-        );
+        ),
+        PathState::Listening => bail!("{}: another rwsd is listening there", path.display()),
+        PathState::Stale => {
+            std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))
+        }
     }
-    if UnixStream::connect(path).is_ok() {
-        bail!("{}: another rwsd is listening there", path.display());
-    }
-    std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))
 }
 
-/// Binds `path` (replacing a stale socket) and serves requests on a thread.
-pub fn serve(path: &Path, shared: Arc<Shared>) -> Result<Server> {
+/// Binds `path` (replacing a stale socket) and serves requests on a supervised thread.
+pub fn serve(path: &Path, shared: Arc<Shared>, health: &Arc<Health>) -> Result<Server> {
     claim(path)?;
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod {}", path.display()))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("control".into())
-        .spawn(move || accept_loop(&listener, &shared, &stop2))?;
+    let stop = Stop::new();
+    let s = stop.clone();
+    let active = Arc::new(AtomicUsize::new(0));
+    let thread = supervise("control", health.clone(), stop.clone(), move || {
+        accept_loop(&listener, &shared, s.flag(), &active)
+    })?;
     Ok(Server {
         path: path.to_path_buf(),
         stop,
@@ -129,30 +156,42 @@ pub fn serve(path: &Path, shared: Arc<Shared>) -> Result<Server> {
     })
 }
 
-fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>, stop: &AtomicBool) {
-    let active = Arc::new(AtomicUsize::new(0));
+/// A taken client slot, given back when the client's thread ends (even by a panic).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn accept_loop(
+    listener: &UnixListener,
+    shared: &Arc<Shared>,
+    stop: &AtomicBool,
+    active: &Arc<AtomicUsize>,
+) {
     for conn in listener.incoming() {
         if stop.load(Ordering::Relaxed) {
             return;
         }
         let Ok(stream) = conn else { continue };
         if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
-            active.fetch_sub(1, Ordering::AcqRel);
+            drop(Slot(active.clone()));
             busy(stream);
             continue;
         }
-        let (shared, active2) = (shared.clone(), active.clone());
-        let spawned = std::thread::Builder::new()
+        let slot = Slot(active.clone());
+        let shared = shared.clone();
+        // If the thread cannot start, the closure (and the slot in it) is dropped here.
+        let _ = std::thread::Builder::new()
             .name("control-client".into())
             .spawn(move || {
+                let _slot = slot;
                 if let Err(e) = handle(stream, &shared) {
                     log::debug!("control: {e:#}");
                 }
-                active2.fetch_sub(1, Ordering::AcqRel);
             });
-        if spawned.is_err() {
-            active.fetch_sub(1, Ordering::AcqRel);
-        }
     }
 }
 
@@ -245,10 +284,18 @@ fn answer(r: &Request, shared: &Shared) -> Response {
             };
             // -0.0 is kept as 0.0: an override is a coefficient, and its sign bit means nothing.
             let alpha = alpha.map(|a| a + 0.0);
-            match shared.engine().set_override(signature, alpha, until) {
+            let mut engine = shared.engine();
+            match engine.set_override(signature, alpha, until) {
                 Ok(()) => {
                     log::info!("control: override {signature} = {alpha:?} (ttl {ttl_s:?} s)");
-                    Response::ok()
+                    let cap = engine.max_total_alpha();
+                    match alpha.filter(|&a| a > cap) {
+                        // Said, not silent: the frames will run on the capped value.
+                        Some(a) => Response::ok_with(format!(
+                            "α = {a} is above policy.max_total_alpha = {cap}: coefficients are scaled to that total"
+                        )),
+                        None => Response::ok(),
+                    }
                 }
                 Err(e) => Response::error(e),
             }
@@ -301,7 +348,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("precious.txt");
         std::fs::write(&path, "keep me").unwrap();
-        let err = serve(&path, shared()).err().unwrap().to_string();
+        let err = serve(&path, shared(), &Health::new())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("not a socket"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
     }
@@ -310,8 +360,11 @@ mod tests {
     fn a_second_server_on_a_live_socket_is_refused_and_the_first_keeps_serving() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rwsd.sock");
-        let _first = serve(&path, shared()).unwrap();
-        let err = serve(&path, shared()).err().unwrap().to_string();
+        let _first = serve(&path, shared(), &Health::new()).unwrap();
+        let err = serve(&path, shared(), &Health::new())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("another rwsd"), "{err}");
         assert!(exchange(&path, b"{\"cmd\":\"status\"}\n", false).ok);
     }
@@ -321,7 +374,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rwsd.sock");
         let sh = shared();
-        let _server = serve(&path, sh.clone()).unwrap();
+        let _server = serve(&path, sh.clone(), &Health::new()).unwrap();
         // No newline, then end of stream: still a request.
         assert!(exchange(&path, br#"{"cmd":"status"}"#, true).ok);
         let r = exchange(&path, b"\xff\xfe{}\n", false);
@@ -341,6 +394,16 @@ mod tests {
         );
         let r = exchange(
             &path,
+            br#"{"cmd":"override","signature":"fog","alpha":3}"#,
+            true,
+        );
+        assert!(r.ok, "{r:?}");
+        assert!(
+            r.note.unwrap().contains("max_total_alpha = 1.5"),
+            "not silent"
+        );
+        let r = exchange(
+            &path,
             br#"{"cmd":"override","signature":"fog","alpha":1,"ttl_s":-5}"#,
             true,
         );
@@ -351,7 +414,7 @@ mod tests {
     fn slow_and_idle_clients_do_not_hold_up_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rwsd.sock");
-        let _server = serve(&path, shared()).unwrap();
+        let _server = serve(&path, shared(), &Health::new()).unwrap();
         // Idle connections beyond the limit, and one client dripping a byte at a time.
         let idle: Vec<UnixStream> = (0..MAX_CLIENTS + 20)
             .map(|_| UnixStream::connect(&path).unwrap())

@@ -9,6 +9,8 @@
 //! - [`protocol`], [`control`], [`client`]: the control socket's typed protocol, its server
 //!   and its client;
 //! - [`daemon`]: the frame loop, reloads and status;
+//! - [`source`] and [`health`]: the lifecycle every outside source follows (non-blocking open,
+//!   reads with a tick, end or reconnect, stop) and the supervision of the threads that run them;
 //! - [`check`]: what `rwsctl check` verifies without building the model.
 //!
 //! It depends on nothing offline: no training, no corruption code (`.ci/deps` enforces it).
@@ -19,7 +21,10 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod frames;
+pub mod health;
 pub mod policy;
 pub mod protocol;
+pub mod ratelimit;
 pub mod replay;
 pub mod sensors;
+pub mod source;

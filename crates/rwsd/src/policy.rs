@@ -257,6 +257,11 @@ impl Engine {
         self.overrides.clear();
     }
 
+    /// The policy's cap on the sum of coefficients.
+    pub fn max_total_alpha(&self) -> f64 {
+        self.policy.max_total_alpha
+    }
+
     /// Active overrides.
     pub fn overrides(&self) -> &BTreeMap<String, Override> {
         &self.overrides

@@ -48,6 +48,9 @@ pub struct Response {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Done, but not exactly as asked (an override above the policy's cap on the total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
 }
@@ -58,7 +61,16 @@ impl Response {
         Response {
             ok: true,
             error: None,
+            note: None,
             status: None,
+        }
+    }
+
+    /// Success, with something the client should be told.
+    pub fn ok_with(note: impl Into<String>) -> Self {
+        Response {
+            note: Some(note.into()),
+            ..Response::ok()
         }
     }
 
@@ -67,6 +79,7 @@ impl Response {
         Response {
             ok: false,
             error: Some(reason.into()),
+            note: None,
             status: None,
         }
     }
@@ -76,6 +89,7 @@ impl Response {
         Response {
             ok: true,
             error: None,
+            note: None,
             status: Some(status),
         }
     }
@@ -103,6 +117,61 @@ pub struct Status {
     pub last_reload_error: Option<String>,
     pub prefix_builds: u64,
     pub prefix_build_failures: u64,
+    /// Frame results that could not be written (a full disk, a closed pipe).
+    #[serde(default)]
+    pub output_errors: u64,
+    #[serde(default)]
+    pub frame_source: FrameSourceStatus,
+    /// The daemon's supervised threads (sensor drivers, frame source, control socket).
+    #[serde(default)]
+    pub threads: Vec<ThreadStatus>,
+}
+
+/// Where frames come from, and how that is going.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrameSourceStatus {
+    pub state: SourceState,
+    /// Times the source was reopened (a FIFO's writer came back, a camera reconnected).
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+    /// Seconds since the last frame arrived (`None` before the first).
+    pub since_last_frame_s: Option<f64>,
+}
+
+/// A frame source's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Open, no frame yet (or none since it reconnected).
+    #[default]
+    Waiting,
+    /// Frames are arriving.
+    Receiving,
+    /// Failed; being reopened with backoff.
+    Down,
+    /// A read-once source read to its end.
+    Ended,
+}
+
+/// One supervised thread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThreadStatus {
+    pub name: String,
+    pub state: ThreadState,
+    /// Panics caught so far (each followed by a restart).
+    pub panics: u64,
+    pub last_panic: Option<String>,
+}
+
+/// A supervised thread's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadState {
+    Running,
+    /// It panicked and waits to be started again.
+    Restarting,
+    /// It finished (its source ended, or the daemon stopped it).
+    Stopped,
 }
 
 /// An active override.
@@ -126,10 +195,17 @@ pub struct SensorStatus {
 }
 
 impl Status {
-    /// Whether everything is as it should be: every sensor fresh and the last reload good.
-    /// `rwsctl status` exits 1 otherwise, for monitoring scripts.
+    /// Whether everything is as it should be: every sensor fresh, the last reload good, no
+    /// thread down, the frame source not failing. `rwsctl status` exits 1 otherwise, for
+    /// monitoring scripts.
     pub fn healthy(&self) -> bool {
-        self.sensors.iter().all(|s| s.fresh) && self.last_reload_error.is_none()
+        self.sensors.iter().all(|s| s.fresh)
+            && self.last_reload_error.is_none()
+            && self
+                .threads
+                .iter()
+                .all(|t| t.state != ThreadState::Restarting)
+            && self.frame_source.state != SourceState::Down
     }
 }
 

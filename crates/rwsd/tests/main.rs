@@ -2,5 +2,6 @@
 //! pseudo-terminals), one module per area, linked into one test binary.
 
 mod daemon;
+mod faults;
 mod rwsctl;
 mod sensors;

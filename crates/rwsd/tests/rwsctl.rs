@@ -120,6 +120,20 @@ fn check_accepts_the_demo_and_names_what_is_wrong() {
             &format!("path = {model:?}\n\n[model.input]"),
         );
     let cfg = dir.path().join("other.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    // Not the manifest's model, and the config does not say which one it is: refused.
+    let (code, _, err) = rwsctl(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("model.path") && err.contains("model.crc32c"),
+        "{err}"
+    );
+    // With its checksum given (a transfer deployment), the signatures are checked against it.
+    let (crc, _) = rws_signature::manifest::checksum(&model).unwrap();
+    let text = text.replace(
+        "[model.input]",
+        &format!("crc32c = \"{crc}\"\n\n[model.input]"),
+    );
     std::fs::write(&cfg, text).unwrap();
     let (code, _, err) = rwsctl(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 2);

@@ -131,8 +131,9 @@ fn port_closed_and_reopened_through_a_stable_name() {
         timestamps: false,
     };
     let (tx, rx) = mpsc::channel();
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let handle = driver::spawn(spec, tx, stop.clone()).unwrap();
+    let stop = rwsd::source::Stop::new();
+    let health = rwsd::health::Health::new();
+    let handle = driver::spawn(spec, tx, stop.clone(), health).unwrap();
     let next = |what: &str| {
         rx.recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|_| panic!("no event: {what}"))
@@ -164,7 +165,7 @@ fn port_closed_and_reopened_through_a_stable_name() {
     assert!(
         matches!(next("reading after reconnect").kind, EventKind::Reading(ref v) if v.contains(&("visibility_m".into(), 700.0)))
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.stop();
     drop(master2);
     drop(slave2);
     handle.join().unwrap();
@@ -200,7 +201,13 @@ fn config_errors_name_file_line_and_key() {
         ),
     ];
     for (text, key) in cases {
-        let e = Config::parse(&dir.join("weather.toml"), &text).unwrap_err();
+        assert_config_error(&dir, &text, key);
+    }
+}
+
+fn assert_config_error(dir: &Path, text: &str, key: &str) {
+    {
+        let e = Config::parse(&dir.join("weather.toml"), text).unwrap_err();
         let msg = e.to_string();
         assert!(e.line > 0, "{msg}");
         assert!(
@@ -212,6 +219,67 @@ fn config_errors_name_file_line_and_key() {
             "{msg}"
         );
         assert!(msg.contains(key), "expected key {key} in: {msg}");
+    }
+}
+
+#[test]
+fn values_that_would_silently_misbehave_are_refused_with_file_line_and_key() {
+    let dir = repo().join("tests/data");
+    let good = std::fs::read_to_string(dir.join("weather.toml")).unwrap();
+    let fog_curve = "curve = [[1000.0, 0.0], [200.0, 1.0]]";
+    let cases = [
+        // A NUL in a name once passed and panicked at thread spawn.
+        (
+            good.replacen("name = \"pwd\"", "name = \"p\\u0000wd\"", 1),
+            "sensor[0].name",
+        ),
+        (
+            good.replacen("name = \"pwd\"", "name = \"\"", 1),
+            "sensor[0].name",
+        ),
+        // y above 1 would bypass the cap on α that overrides have.
+        (
+            good.replacen(fog_curve, "curve = [[1000.0, 0.0], [200.0, 2.0]]", 1),
+            "policy.rule[0].curve",
+        ),
+        (
+            good.replacen("codes = [70,", "codes = [-70,", 1),
+            "policy.rule[1].curve",
+        ),
+        // A misspelt signal would never fire.
+        (
+            good.replacen("signal = \"visibility_m\"", "signal = \"visibilty_m\"", 1),
+            "policy.rule[0].signal",
+        ),
+        (
+            good.replacen("height = 32\n", "height = 32\nstd = [0.0, 1.0, 1.0]\n", 1),
+            "model.input.std",
+        ),
+        (
+            good.replacen("height = 32\n", "height = 32\nstd = [-1.0, 1.0, 1.0]\n", 1),
+            "model.input.std",
+        ),
+        (
+            good.replacen("height = 32\n", "height = 32\nmean = [1e9, 0.0, 0.0]\n", 1),
+            "model.input.mean",
+        ),
+        // A replay waiting for a log that is not there would crawl at 10 s a frame.
+        (
+            good.replacen("file = \"pwd-weather.log\"", "file = \"missing.log\"", 1),
+            "sensor[0].file",
+        ),
+        (
+            good.replacen("file = \"pwd-weather.log\"", "stdin = true", 1)
+                .replacen("file = \"nmea-weather.log\"", "stdin = true", 1),
+            "sensor[1].stdin",
+        ),
+        (
+            good.replacen("path = \".\"", "path = \".\"\nmax_pixels = 0", 1),
+            "frames.max_pixels",
+        ),
+    ];
+    for (text, key) in cases {
+        assert_config_error(&dir, &text, key);
     }
 }
 

@@ -138,8 +138,11 @@ fn set_override(a: &OverrideArgs) -> Result<ExitCode> {
     } else {
         rwsd::client::override_request(a.setting.as_deref().unwrap_or_default(), a.ttl)?
     };
-    rwsd::client::request(&a.socket, &req)?;
-    print("ok\n")?;
+    let r = rwsd::client::request(&a.socket, &req)?;
+    match r.note {
+        Some(note) => print(&format!("ok ({note})\n"))?,
+        None => print("ok\n")?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

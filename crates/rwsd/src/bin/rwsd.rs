@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use rwsd::daemon::{Daemon, Signals};
+use rwsd::daemon::{self, Daemon, Signals};
 
 /// Run camera frames through a model patched for the weather and camera faults the sensors report.
 ///
@@ -25,7 +25,9 @@ struct Args {
     /// The daemon config (`firmware-config/*.toml`).
     #[arg(long, short)]
     config: PathBuf,
-    /// Check the config, model and signatures (building the runtime), print a summary and exit.
+    /// Check the config, model and signatures (building the runtime) and what a start would use
+    /// (socket, frame source, output, sensors), print a summary and exit. Changes nothing: no
+    /// file is created or truncated, nothing is bound, opened or started.
     #[arg(long)]
     check: bool,
     /// Stop after this many frames.
@@ -47,11 +49,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let signals = Signals::install()?;
-    let mut d = Daemon::start(&args.config)?;
     if args.check {
-        println!("{}", d.summary());
+        println!("{}", daemon::check(&args.config)?);
         return Ok(());
     }
+    let signals = Signals::install()?;
+    let mut d = Daemon::start(&args.config)?;
     d.run(&signals, args.max_frames)
 }

@@ -14,6 +14,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 use rws_image::tensor::Normalize;
+use rws_signature::SignatureFile;
 
 use crate::policy::Policy;
 use crate::sensors::driver::SensorSpec;
@@ -94,11 +95,16 @@ pub struct Config {
     pub signatures: Vec<(String, PathBuf)>,
     /// Class names, by output index (empty: indices are printed).
     pub labels: Vec<String>,
+    /// The line of `model.labels` (for the error when their count does not fit the model).
+    pub labels_line: usize,
     pub input: Input,
     pub frames: FrameSource,
     pub frame_interval_ms: u64,
     /// Frame file names end in `-<label>` (the demo): each output line says whether it was right.
     pub label_from_name: bool,
+    /// Largest frame decoded or read, in pixels (`frames.max_pixels`; by default 64 model
+    /// inputs' worth, at least 1920×1080).
+    pub max_pixels: u64,
     /// Where frame results go (`None` or `-`: stdout).
     pub output: Option<PathBuf>,
     /// A coefficient trace file, one line per frame.
@@ -112,7 +118,39 @@ pub struct Config {
     pub policy: Policy,
 }
 
+/// A file the config names is not what the manifest says it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {field}: {reason}", path.display())]
+pub struct FileError {
+    pub path: PathBuf,
+    pub field: String,
+    pub reason: String,
+}
+
 impl Config {
+    /// Opens the signature files the policy uses, in policy order, each checked to hold the
+    /// corruption its manifest entry names (a `fog` entry whose file holds a snow signature is
+    /// refused, not loaded as fog).
+    pub fn open_signatures(&self) -> Result<Vec<SignatureFile>, anyhow::Error> {
+        let mut out = Vec::with_capacity(self.signatures.len());
+        for (name, path) in &self.signatures {
+            let sig = SignatureFile::open(path)?;
+            let held = &sig.metadata().corruption;
+            if held != name {
+                return Err(FileError {
+                    path: path.clone(),
+                    field: "metadata.corruption".into(),
+                    reason: format!(
+                        "holds a '{held}' signature; the manifest lists it as '{name}'"
+                    ),
+                }
+                .into());
+            }
+            out.push(sig);
+        }
+        Ok(out)
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -33,8 +33,12 @@ pub struct ModelToml {
     pub signatures: Spanned<String>,
     #[serde(default)]
     pub path: Option<Spanned<String>>,
+    /// The CRC-32C of a model given by `path` that is not the manifest's own (a transfer
+    /// deployment); without it, `path` must hold the manifest's model.
     #[serde(default)]
-    pub labels: Vec<String>,
+    pub crc32c: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: Option<Spanned<Vec<String>>>,
     pub input: Spanned<InputToml>,
 }
 
@@ -76,6 +80,9 @@ pub struct FramesToml {
     pub interval_ms: u64,
     #[serde(default)]
     pub label_from_name: bool,
+    /// Largest frame, in pixels, that is decoded (or read raw); larger ones are bad frames.
+    #[serde(default)]
+    pub max_pixels: Option<u64>,
 }
 
 fn default_interval() -> u64 {

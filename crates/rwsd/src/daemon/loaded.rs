@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rws_runtime::{Runtime, RuntimeOptions, Session};
-use rws_signature::SignatureFile;
 
 use crate::config::Config;
 use crate::policy::Engine;
@@ -30,15 +29,12 @@ pub struct Loaded {
 /// engine takes over a running one's state).
 pub fn load(path: &Path) -> Result<(Loaded, Engine)> {
     let cfg = Config::load(path)?;
-    let sigs = cfg
-        .signatures
-        .iter()
-        .map(|(_, p)| SignatureFile::open(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let sigs = cfg.open_signatures()?;
     let opts = RuntimeOptions {
         input_shape: Some(vec![1, 3, cfg.input.height, cfg.input.width]),
     };
     let rt = Arc::new(Runtime::load(&cfg.model, sigs, &opts)?);
+    probe(&cfg, &rt)?;
     let engine = Engine::new(cfg.policy.clone(), cfg.stale_after.clone());
     let map = engine
         .signatures()
@@ -63,6 +59,28 @@ pub fn load(path: &Path) -> Result<(Loaded, Engine)> {
         corruptions,
     };
     Ok((loaded, engine))
+}
+
+/// Runs one blank frame through the clean model: a model that cannot run a frame is refused
+/// here (at start, `--check` and reload), not on the first camera frame; and the labels must
+/// name every class the model outputs.
+fn probe(cfg: &Config, rt: &Runtime) -> Result<()> {
+    let logits = rt
+        .run_with(rt.clean_prefix(), &vec![0.0; rt.input_len()])
+        .with_context(|| format!("{}: running a blank frame", cfg.model.display()))?;
+    if logits.is_empty() {
+        anyhow::bail!("{}: the model's first output is empty", cfg.model.display());
+    }
+    if !cfg.labels.is_empty() && cfg.labels.len() != logits.len() {
+        anyhow::bail!(
+            "{}:{}: model.labels: {} labels for a model with {} outputs",
+            cfg.path.display(),
+            cfg.labels_line,
+            cfg.labels.len(),
+            logits.len()
+        );
+    }
+    Ok(())
 }
 
 impl Loaded {

@@ -1,43 +1,51 @@
 //! The daemon: the frame loop and everything around it.
 //!
-//! Per frame: sensor events in ([`sensors::SensorHub`]), the policy evaluated, coefficients
-//! requested from the session (never blocking: the session's worker builds the plan), the frame
-//! read, run and written as one JSON line ([`output`]), the status refreshed. Between frames:
-//! signals, and a finished reload ([`reload::Reloader`]) swapped in whole. SIGTERM and SIGINT
-//! finish the current frame and exit.
+//! The loop waits for the next item of the frame source ([`feed::Feed`], on its own thread) for
+//! at most a tick, so signals, reloads, sensor events and the status are served whatever the
+//! camera does. Per frame: sensor events in ([`sensors::SensorHub`]), the policy evaluated,
+//! coefficients requested from the session (never blocking: the session's worker builds the
+//! plan), the frame run and written as one JSON line ([`output`]). Between frames: signals, and
+//! a finished reload ([`reload::Reloader`]) swapped in whole. rwsd exits on SIGTERM/SIGINT,
+//! `--max-frames`, or the end of a read-once frame source, and on nothing else.
 //!
 //! State lives in three places, each with one owner: the loaded config, session and signature
 //! map ([`loaded::Loaded`], owned by the frame loop), the policy engine and the served status
 //! ([`crate::control::Shared`], shared with the control socket), and the sensor threads and
-//! their buffered events ([`sensors::SensorHub`]).
+//! their buffered events ([`sensors::SensorHub`]). Thread health is [`crate::health`]'s.
 
+mod emit;
+pub mod feed;
 pub mod loaded;
 pub mod output;
+mod preflight;
 pub mod reload;
 pub mod sensors;
 mod signals;
+mod status;
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::config::{Clock, Config, FrameSource};
+use crate::config::{Clock, Config};
 use crate::control::{self, Shared};
-use crate::frames::{self, FrameError, Frames};
+use crate::frames::{self, Frame};
+use crate::health::Health;
 use crate::policy::Engine;
-use crate::protocol::{OverrideStatus, Status};
+use crate::protocol::Status;
+use crate::ratelimit::RateLimit;
+use crate::source::{Lifetime, TICK};
+use feed::{Feed, Item};
 use loaded::Loaded;
-use output::{FrameErrorRecord, FrameRecord, Output};
+use output::Output;
 use reload::Reloader;
 use sensors::SensorHub;
 
 pub use signals::Signals;
 
-/// The status served on the socket is rebuilt at most this often, not on every frame.
+/// The status served on the socket is rebuilt at most this often.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 
 /// Counters of the daemon's life, reported in the status.
@@ -47,8 +55,28 @@ struct Counts {
     frame_errors: u64,
     reloads: u64,
     last_reload_error: Option<String>,
+    output_errors: u64,
     /// Labelled frames (`label_from_name`): (top-1 right, seen).
     labelled: (u64, u64),
+}
+
+/// What one turn of the loop did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// A frame was answered (or written as an error line).
+    Frame,
+    /// Nothing arrived within a tick.
+    Idle,
+    /// The read-once frame source has ended.
+    Ended,
+}
+
+/// What the last frame ran on, for the status between frames.
+#[derive(Debug, Default)]
+struct Last {
+    t: f64,
+    alphas: Option<Arc<[f32]>>,
+    generation: u64,
 }
 
 /// A running daemon.
@@ -56,14 +84,17 @@ pub struct Daemon {
     path: PathBuf,
     loaded: Loaded,
     shared: Arc<Shared>,
+    health: Arc<Health>,
     _server: Option<control::Server>,
     sensors: SensorHub,
-    frames: Box<dyn Frames>,
+    feed: Feed,
     out: Output,
+    out_log: RateLimit,
     trace: Option<std::fs::File>,
     started: Instant,
     requested: Option<Vec<(usize, f32)>>,
     counts: Counts,
+    last: Last,
     reloader: Reloader<(Loaded, Engine)>,
     /// When the status was last rebuilt (it is refreshed at most every [`STATUS_EVERY`]).
     status_at: Option<Instant>,
@@ -71,8 +102,7 @@ pub struct Daemon {
     input: Vec<f32>,
 }
 
-/// Loads `path` on the reload thread; a failure is published in the status at once, even while
-/// the frame thread waits for its next frame.
+/// Loads `path` on the reload thread; a failure is published in the status at once.
 fn prepare_reload(path: PathBuf, shared: Arc<Shared>) -> reload::Prepare<(Loaded, Engine)> {
     Arc::new(move || {
         loaded::load(&path)
@@ -95,52 +125,70 @@ fn open_output(cfg: &Config) -> Result<Output> {
     })
 }
 
+/// Checks `path` as a start would, without side effects (`rwsd --check`): the summary and any
+/// notes.
+pub fn check(path: &Path) -> Result<String> {
+    let (loaded, _) = loaded::load(path).with_context(|| format!("checking {}", path.display()))?;
+    let notes = preflight::preflight(&loaded.cfg)?;
+    let mut out = loaded.summary();
+    for n in notes {
+        out.push_str("\nnote: ");
+        out.push_str(&n);
+    }
+    Ok(out)
+}
+
 impl Daemon {
     /// Loads `path` and starts everything: the control socket, the frame source, the output,
     /// the sensor threads.
     pub fn start(path: &Path) -> Result<Daemon> {
         let (loaded, engine) =
             loaded::load(path).with_context(|| format!("loading {}", path.display()))?;
+        let cfg = &loaded.cfg;
+        let health = Health::new();
         let shared = Arc::new(Shared::new(engine));
-        let server = match &loaded.cfg.socket {
-            Some(p) => Some(control::serve(p, shared.clone())?),
+        let server = match &cfg.socket {
+            Some(p) => Some(control::serve(p, shared.clone(), &health)?),
             None => None,
         };
-        let frames = frames::open(&loaded.cfg.frames)?;
-        let out = open_output(&loaded.cfg)?;
-        let trace = match &loaded.cfg.trace {
+        let out = open_output(cfg)?;
+        let trace = match &cfg.trace {
             Some(p) => Some(
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
             ),
             None => None,
         };
-        let sensors = SensorHub::start(&loaded.cfg)?;
+        let feed = Feed::start(cfg, &health).context("starting the frame source")?;
+        let sensors = SensorHub::start(cfg, &health)?;
         log::info!(
             "rwsd: model {}, {} signatures, {} sensors, clock {:?}",
-            loaded.cfg.model.display(),
-            loaded.cfg.signatures.len(),
-            loaded.cfg.sensors.len(),
-            loaded.cfg.clock
+            cfg.model.display(),
+            cfg.signatures.len(),
+            cfg.sensors.len(),
+            cfg.clock
         );
         Ok(Daemon {
             path: path.to_path_buf(),
             reloader: Reloader::new(prepare_reload(path.to_path_buf(), shared.clone())),
             loaded,
             shared,
+            health,
             _server: server,
             sensors,
-            frames,
+            feed,
             out,
+            out_log: RateLimit::standard(),
             trace,
             started: Instant::now(),
             requested: None,
             counts: Counts::default(),
+            last: Last::default(),
             status_at: None,
             input: Vec::new(),
         })
     }
 
-    /// One paragraph about what was loaded (`rwsd --check`).
+    /// One paragraph about what was loaded.
     pub fn summary(&self) -> String {
         self.loaded.summary()
     }
@@ -159,8 +207,12 @@ impl Daemon {
         }
     }
 
-    /// Runs frames until the source ends, `max_frames` ran, or SIGTERM/SIGINT.
+    /// Runs until SIGTERM/SIGINT, `max_frames`, or the end of a read-once frame source. Fails
+    /// at the end of a read-once source if frame results could not be written (a one-shot run
+    /// whose output is lost must not look like a success).
     pub fn run(&mut self, signals: &Signals, max_frames: Option<u64>) -> Result<()> {
+        let interrupted = || signals.terminated();
+        let mut ended = false;
         loop {
             if signals.terminated() {
                 log::info!(
@@ -176,22 +228,67 @@ impl Daemon {
             if max_frames.is_some_and(|m| self.counts.frames >= m) {
                 break;
             }
-            let frame_start = Instant::now();
-            if !self.step()? {
+            if self.tick(&interrupted) == Tick::Ended {
                 log::info!(
                     "rwsd: frame source ended after {} frames",
                     self.counts.frames
                 );
+                ended = true;
                 break;
             }
-            self.pace(frame_start);
         }
         self.finish();
+        let one_shot = ended || self.loaded.cfg.frames.lifetime() == Lifetime::ReadOnce;
+        if one_shot && self.counts.output_errors > 0 {
+            bail!(
+                "{} of {} frame results could not be written",
+                self.counts.output_errors,
+                self.counts.frames
+            );
+        }
         Ok(())
     }
 
+    /// One turn: waits up to a tick for the frame source, answers what came, keeps sensors and
+    /// the status current either way.
+    pub fn tick(&mut self, interrupted: &dyn Fn() -> bool) -> Tick {
+        let tick = match self.feed.next(TICK) {
+            Some(Item::Frame(f)) => {
+                self.step(f, interrupted);
+                Tick::Frame
+            }
+            Some(Item::Bad { name, reason }) => {
+                self.frame_failed(self.now(), &name, &reason);
+                Tick::Frame
+            }
+            Some(Item::Ended) => Tick::Ended,
+            None => {
+                self.idle();
+                Tick::Idle
+            }
+        };
+        let due = self.status_at.is_none_or(|at| at.elapsed() >= STATUS_EVERY);
+        if due || (tick == Tick::Frame && self.loaded.cfg.clock == Clock::Replay) {
+            self.update_status();
+            self.status_at = Some(Instant::now());
+        }
+        tick
+    }
+
+    /// No frame within a tick: live sensor events are still applied (their queue drains, and
+    /// the status shows them fresh or stale as they are).
+    fn idle(&mut self) {
+        if self.loaded.cfg.clock == Clock::Live {
+            let t = self.now();
+            let mut engine = self.shared.engine();
+            self.sensors.apply(t, Clock::Live, &mut engine, &|| false);
+        }
+    }
+
     fn finish(&mut self) {
-        let _ = self.out.flush();
+        if let Err(e) = self.out.flush() {
+            self.output_failed(&e);
+        }
         self.sensors.stop();
         let (ok, n) = self.counts.labelled;
         if n > 0 {
@@ -199,18 +296,6 @@ impl Daemon {
                 "rwsd: {} frames, top-1 correct on {ok}/{n} labelled frames",
                 self.counts.frames
             );
-        }
-    }
-
-    /// Live clock with a directory source: frames at `interval_ms`. Other sources pace
-    /// themselves (a camera pipe delivers at its own rate); replay runs as fast as it can.
-    fn pace(&self, frame_start: Instant) {
-        let c = &self.loaded.cfg;
-        if c.clock == Clock::Live && matches!(c.frames, FrameSource::Dir(_)) {
-            let period = Duration::from_millis(c.frame_interval_ms);
-            if let Some(rest) = period.checked_sub(frame_start.elapsed()) {
-                std::thread::sleep(rest);
-            }
         }
     }
 
@@ -255,18 +340,22 @@ impl Daemon {
             log::warn!("rwsd: frame source and output changes take effect on restart");
         }
         if new.cfg.sensors != self.sensors.specs() {
-            match SensorHub::start(&new.cfg) {
-                Ok(s) => std::mem::replace(&mut self.sensors, s).stop(),
+            // The old threads are stopped and joined first (each read returns within a tick),
+            // so no thread or descriptor outlives its sensor.
+            self.sensors.stop();
+            match SensorHub::start(&new.cfg, &self.health) {
+                Ok(s) => self.sensors = s,
                 Err(e) => log::error!("rwsd: restarting sensors failed: {e:#}"),
             }
         }
         let old = std::mem::replace(&mut self.loaded, new);
-        // The old session's worker is joined off the frame thread.
+        // The old session's run states are dropped here, where they ran; its worker is joined
+        // off the frame thread.
+        let finish = old.session.retire();
         let _ = std::thread::Builder::new()
             .name("rwsd-drop".into())
-            .spawn(move || drop(old));
+            .spawn(finish);
         self.requested = None;
-        // The next frame rebuilds the whole status from the new state.
         self.status_at = None;
         self.counts.reloads += 1;
         self.counts.last_reload_error = None;
@@ -285,158 +374,54 @@ impl Daemon {
 
     /// Applies due sensor events and evaluates the policy at `t`; requests the coefficients
     /// from the session when they changed.
-    fn update_coefficients(&mut self, t: f64) -> Result<Vec<f64>> {
+    fn update_coefficients(&mut self, t: f64, interrupted: &dyn Fn() -> bool) -> Vec<f64> {
         let clock = self.loaded.cfg.clock;
         let alphas = {
             let mut engine = self.shared.engine();
-            self.sensors.apply(t, clock, &mut engine);
+            self.sensors.apply(t, clock, &mut engine, interrupted);
             self.shared.set_now(t);
             engine.evaluate(t)
         };
         let coeffs = self.loaded.coefficients(&alphas);
         if self.requested.as_ref() != Some(&coeffs) {
-            self.loaded.session.set_coefficients(&coeffs)?;
-            if clock == Clock::Replay {
-                // Deterministic replay: every frame runs on the coefficients of its own time.
-                self.loaded.session.wait_ready(Duration::from_secs(30));
+            match self.loaded.session.set_coefficients(&coeffs) {
+                Ok(_) if clock == Clock::Replay => {
+                    // Deterministic replay: every frame runs on the coefficients of its time.
+                    self.loaded.session.wait_ready(Duration::from_secs(30));
+                }
+                Ok(_) => {}
+                Err(e) => log::error!("rwsd: coefficients {coeffs:?} refused: {e}"),
             }
             self.requested = Some(coeffs);
         }
-        Ok(alphas)
+        alphas
     }
 
-    /// Runs one frame; `false` when the frame source has ended.
-    pub fn step(&mut self) -> Result<bool> {
+    /// Runs one frame and writes its line.
+    fn step(&mut self, frame: Frame, interrupted: &dyn Fn() -> bool) {
         let t = self.now();
-        let alphas = self.update_coefficients(t)?;
-        let frame = match self.frames.next_frame() {
-            Ok(None) => return Ok(false),
-            Ok(Some(f)) => f,
-            Err(FrameError::Bad { name, reason }) => {
-                self.frame_failed(t, &name, &reason);
-                return Ok(true);
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let alphas = self.update_coefficients(t, interrupted);
         let started = Instant::now();
-        frames::to_input(&frame.image, &self.loaded.cfg.input, &mut self.input)?;
+        if let Err(e) = frames::to_input(&frame.image, &self.loaded.cfg.input, &mut self.input) {
+            self.frame_failed(t, &frame.name, &e.to_string());
+            return;
+        }
         let out = match self.loaded.session.run(&self.input) {
             Ok(o) => o,
             Err(e) => {
-                log::warn!("rwsd: frame {} failed: {e}", frame.name);
-                self.counts.frame_errors += 1;
-                self.counts.frames += 1;
-                return Ok(true);
+                self.frame_failed(t, &frame.name, &e.to_string());
+                return;
             }
         };
         let latency = started.elapsed().as_secs_f64() * 1e3;
         self.emit_frame(t, &frame.name, &out, latency);
         self.write_trace(t, &alphas);
         self.counts.frames += 1;
-        let due = self.status_at.is_none_or(|at| at.elapsed() >= STATUS_EVERY);
-        if due || self.loaded.cfg.clock == Clock::Replay {
-            self.update_status(t, &out.alphas, out.generation);
-            self.status_at = Some(Instant::now());
-        }
-        Ok(true)
-    }
-
-    /// A frame that could not be read: counted, logged and written as an error line.
-    fn frame_failed(&mut self, t: f64, name: &str, reason: &str) {
-        self.counts.frame_errors += 1;
-        log::warn!("rwsd: skipping frame {name}: {reason}");
-        let record = FrameErrorRecord {
-            error: reason,
-            frame: self.counts.frames,
-            name,
+        self.last = Last {
             t,
-        };
-        if let Err(e) = self.out.emit(&record) {
-            log::warn!("rwsd: writing output: {e}");
-        }
-        self.counts.frames += 1;
-    }
-
-    fn emit_frame(&mut self, t: f64, name: &str, out: &rws_runtime::FrameOutput, latency_ms: f64) {
-        let cfg = &self.loaded.cfg;
-        let top = output::top_k(&out.logits, cfg.top_k, &cfg.labels);
-        let alpha: BTreeMap<&str, f64> = self
-            .loaded
-            .corruptions
-            .iter()
-            .zip(out.alphas.iter())
-            .filter(|(_, &a)| a != 0.0)
-            .map(|(c, &a)| (c.as_str(), output::round(f64::from(a), 3)))
-            .collect();
-        let expected = cfg
-            .label_from_name
-            .then(|| output::label_from_name(name))
-            .flatten();
-        let correct = expected.map(|e| output::is_correct(&top, e));
-        if let Some(c) = correct {
-            self.counts.labelled.1 += 1;
-            self.counts.labelled.0 += u64::from(c);
-        }
-        let record = FrameRecord {
-            alpha,
-            correct,
-            expected,
-            frame: self.counts.frames,
+            alphas: Some(out.alphas.clone()),
             generation: out.generation,
-            latency_ms: output::round(latency_ms, 3),
-            name,
-            t: output::round(t, 3),
-            top,
         };
-        if let Err(e) = self.out.emit(&record) {
-            log::warn!("rwsd: writing output: {e}");
-        }
-    }
-
-    fn write_trace(&mut self, t: f64, alphas: &[f64]) {
-        if let Some(f) = &mut self.trace {
-            let _ = writeln!(f, "{}", crate::replay::line(t, &self.loaded.names, alphas));
-        }
-    }
-
-    fn update_status(&self, t: f64, alphas: &[f32], generation: u64) {
-        let engine = self.shared.engine();
-        let alpha = self
-            .loaded
-            .corruptions
-            .iter()
-            .zip(alphas)
-            .map(|(c, &a)| (c.clone(), output::round(f64::from(a), 3)))
-            .collect();
-        let overrides = engine
-            .overrides()
-            .iter()
-            .map(|(k, o)| {
-                let o = OverrideStatus {
-                    alpha: o.alpha,
-                    until_t: o.until,
-                };
-                (k.clone(), o)
-            })
-            .collect();
-        let stats = self.loaded.session.stats();
-        let status = Status {
-            config: self.path.display().to_string(),
-            model: self.loaded.cfg.model.display().to_string(),
-            t: output::round(t, 3),
-            frames: self.counts.frames,
-            frame_errors: self.counts.frame_errors,
-            alpha,
-            generation,
-            overrides,
-            sensors: self.sensors.status(&engine, t),
-            reloads: self.counts.reloads,
-            last_reload_error: self.counts.last_reload_error.clone(),
-            prefix_builds: stats.builds,
-            prefix_build_failures: stats.failures,
-        };
-        drop(engine);
-        *self.shared.status() = status;
     }
 }
 

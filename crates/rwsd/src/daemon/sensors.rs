@@ -7,28 +7,38 @@
 //! same logs always give the same coefficients, whatever the threads' timing.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::config::{Clock, Config};
+use crate::health::Health;
 use crate::policy::Engine;
 use crate::protocol::SensorStatus;
 use crate::sensors::driver::{self, Event, EventKind, SensorSpec};
 use crate::sensors::Counters;
+use crate::source::{Stop, TICK};
 
-/// How long a replayed frame waits for a sensor that has sent nothing past its time.
+/// How long a replayed frame waits, in all, for sensors that have sent nothing past its time.
 const REPLAY_WAIT: Duration = Duration::from_secs(10);
+
+/// Events in flight from all sensor threads to the hub. A sensor that sends faster than the
+/// hub applies waits (backpressure); the daemon's memory does not grow with sensor traffic.
+pub const EVENT_QUEUE: usize = 1024;
+
+/// Events a replay may hold per sensor ahead of the frames (timestamped readings waiting for
+/// their time). A sensor that fills it is not waited for any more.
+pub const REPLAY_AHEAD: usize = 4096;
 
 /// The sensor threads and what they have sent but the loop has not applied yet.
 pub struct SensorHub {
     rx: Receiver<Event>,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     threads: Vec<JoinHandle<()>>,
+    health: Option<Arc<Health>>,
     specs: Vec<SensorSpec>,
     buffered: Vec<VecDeque<Event>>,
     eof: Vec<bool>,
@@ -38,16 +48,24 @@ pub struct SensorHub {
 
 impl SensorHub {
     /// Starts one driver thread per configured sensor.
-    pub fn start(cfg: &Config) -> Result<SensorHub> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        for spec in &cfg.sensors {
-            threads.push(driver::spawn(spec.clone(), tx.clone(), stop.clone())?);
-        }
+    pub fn start(cfg: &Config, health: &Arc<Health>) -> Result<SensorHub> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+        let stop = Stop::new();
         let mut hub = SensorHub::from_channel(rx, cfg.sensors.clone());
+        for spec in &cfg.sensors {
+            let t = driver::spawn(spec.clone(), tx.clone(), stop.clone(), health.clone());
+            match t {
+                Ok(t) => hub.threads.push(t),
+                Err(e) => {
+                    // Stop the ones already started before reporting.
+                    stop.stop();
+                    hub.stop();
+                    return Err(e.into());
+                }
+            }
+        }
         hub.stop = stop;
-        hub.threads = threads;
+        hub.health = Some(health.clone());
         Ok(hub)
     }
 
@@ -57,8 +75,9 @@ impl SensorHub {
         let n = specs.len();
         SensorHub {
             rx,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Stop::new(),
             threads: Vec::new(),
+            health: None,
             specs,
             buffered: vec![VecDeque::new(); n],
             eof: vec![false; n],
@@ -72,14 +91,19 @@ impl SensorHub {
         &self.specs
     }
 
-    /// Asks the threads to stop.
+    /// Stops the threads and waits for them: every read of a source returns within a tick,
+    /// so a stopped driver ends promptly, with its descriptor closed.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Threads blocked on a FIFO open or stdin cannot be interrupted; they exit on their
-        // next line. Only wait for those that already finished or notice the flag quickly.
+        self.stop.stop();
         for t in self.threads.drain(..) {
-            if t.is_finished() {
-                let _ = t.join();
+            let _ = t.join();
+        }
+        if let Some(h) = &self.health {
+            for spec in &self.specs {
+                h.remove(&crate::health::thread_name(&format!(
+                    "sensor-{}",
+                    spec.name
+                )));
             }
         }
     }
@@ -93,24 +117,31 @@ impl SensorHub {
         }
     }
 
-    /// Replay: waits until every sensor has either ended or sent an event past `t`.
-    fn fill_until(&mut self, t: f64) {
-        loop {
-            let waiting = (0..self.buffered.len()).any(|s| {
-                !self.eof[s]
-                    && !self.buffered[s]
-                        .iter()
-                        .any(|e| e.t.is_some_and(|et| et > t))
-            });
-            if !waiting {
+    /// Whether replay still waits for sensor `s` at time `t`: it has not ended, has sent
+    /// nothing past `t`, and has room for more.
+    fn waiting_for(&self, s: usize, t: f64) -> bool {
+        let q = &self.buffered[s];
+        !self.eof[s] && q.len() < REPLAY_AHEAD && !q.iter().any(|e| e.t.is_some_and(|et| et > t))
+    }
+
+    /// Replay: waits until every sensor has ended, sent an event past `t` or filled its
+    /// buffer, for at most [`REPLAY_WAIT`] in all, and not past `interrupted()` (a signal).
+    fn fill_until(&mut self, t: f64, interrupted: &dyn Fn() -> bool) {
+        let deadline = Instant::now() + REPLAY_WAIT;
+        while (0..self.buffered.len()).any(|s| self.waiting_for(s, t)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::warn!(
+                    "replay: a sensor sent nothing past t = {t} for 10 s; going on without it"
+                );
                 return;
             }
-            match self.rx.recv_timeout(REPLAY_WAIT) {
+            if interrupted() {
+                return;
+            }
+            match self.rx.recv_timeout(left.min(TICK)) {
                 Ok(e) => self.push(e),
-                Err(RecvTimeoutError::Timeout) => {
-                    log::warn!("replay: a sensor sent nothing for 10 s; going on without it");
-                    return;
-                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
@@ -119,12 +150,17 @@ impl SensorHub {
     /// The events due at time `t`, in the order they are applied: live, everything received;
     /// replay, everything stamped `≤ t` once every sensor has been heard past `t` (or ended),
     /// sorted by time (stable, so one sensor's events keep their order).
-    pub fn take_due(&mut self, t: f64, clock: Clock) -> Vec<Event> {
-        while let Ok(e) = self.rx.try_recv() {
-            self.push(e);
+    pub fn take_due(&mut self, t: f64, clock: Clock, interrupted: &dyn Fn() -> bool) -> Vec<Event> {
+        // Live, at most what the queue holds now: a sensor sending without pause cannot keep
+        // the loop here.
+        for _ in 0..EVENT_QUEUE {
+            match self.rx.try_recv() {
+                Ok(e) => self.push(e),
+                Err(_) => break,
+            }
         }
         if clock == Clock::Replay {
-            self.fill_until(t);
+            self.fill_until(t, interrupted);
         }
         let mut due: Vec<Event> = Vec::new();
         for q in &mut self.buffered {
@@ -139,9 +175,16 @@ impl SensorHub {
         due
     }
 
-    /// Applies the events due at time `t` (live: stamped `t`) to the engine.
-    pub fn apply(&mut self, t: f64, clock: Clock, engine: &mut Engine) {
-        for e in self.take_due(t, clock) {
+    /// Applies the events due at time `t` (live: stamped `t`) to the engine; in replay it
+    /// waits for the sensors up to their time unless `interrupted()`.
+    pub fn apply(
+        &mut self,
+        t: f64,
+        clock: Clock,
+        engine: &mut Engine,
+        interrupted: &dyn Fn() -> bool,
+    ) {
+        for e in self.take_due(t, clock, interrupted) {
             let s = e.sensor;
             self.counters[s].count(&e.kind);
             match &e.kind {
@@ -218,7 +261,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            times(&hub.take_due(2.0, Clock::Replay)),
+            times(&hub.take_due(2.0, Clock::Replay, &|| false)),
             [(0, 0.0), (1, 0.5), (0, 1.0), (0, 2.0)]
         );
         // Sensor 0 has nothing past t = 3 yet: its end lets the frame at 3 go on.
@@ -228,7 +271,7 @@ mod tests {
             kind: EventKind::Eof,
         })
         .unwrap();
-        let due = hub.take_due(3.0, Clock::Replay);
+        let due = hub.take_due(3.0, Clock::Replay, &|| false);
         assert_eq!(times(&due[..2]), [(1, 2.5), (0, 3.0)]);
         assert_eq!(due[2].kind, EventKind::Eof);
         // Sensor 1 has nothing past 10 either; its end lets the last frame go on.
@@ -238,9 +281,42 @@ mod tests {
             kind: EventKind::Eof,
         })
         .unwrap();
-        let due = hub.take_due(10.0, Clock::Replay);
+        let due = hub.take_due(10.0, Clock::Replay, &|| false);
         assert_eq!(times(&due[..1]), [(1, 9.0)]);
         assert_eq!(due.len(), 2);
+    }
+
+    #[test]
+    fn a_sensor_sending_only_noise_cannot_grow_a_replay_or_hold_it() {
+        // A replayed "sensor" reading /dev/urandom: bad lines without time stamps, endlessly.
+        let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+        let stop = Stop::new();
+        let s2 = stop.clone();
+        let noise = std::thread::spawn(move || {
+            let bad = || Event {
+                sensor: 0,
+                t: None,
+                kind: EventKind::Bad(LineError::Binary),
+            };
+            while !s2.stopped() {
+                // Full or not, it keeps sending.
+                let _ = tx.try_send(bad());
+                std::thread::yield_now();
+            }
+        });
+        let mut hub = SensorHub::from_channel(rx, vec![spec(0)]);
+        let start = Instant::now();
+        for frame in 0..5 {
+            let due = hub.take_due(frame as f64, Clock::Replay, &|| false);
+            assert!(due.len() <= REPLAY_AHEAD + EVENT_QUEUE, "{}", due.len());
+            assert!(hub.buffered[0].len() <= REPLAY_AHEAD);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "frames were not held"
+        );
+        stop.stop();
+        noise.join().unwrap();
     }
 
     #[test]
@@ -262,7 +338,7 @@ mod tests {
             overrides: Default::default(),
         };
         let mut engine = Engine::new(policy, vec![10.0]);
-        hub.apply(1.0, Clock::Live, &mut engine);
+        hub.apply(1.0, Clock::Live, &mut engine, &|| false);
         let st = hub.status(&engine, 1.0);
         assert_eq!(st[0].counters.readings, 1);
         assert_eq!(st[0].counters.binary, 1);

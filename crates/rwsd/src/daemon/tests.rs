@@ -31,6 +31,18 @@ fn demo_config(dir: &Path, extra_policy: &str) -> PathBuf {
     path
 }
 
+/// Runs the loop until a frame is answered; `false` when the source has ended.
+fn frame(d: &mut Daemon) -> bool {
+    for _ in 0..500 {
+        match d.tick(&|| false) {
+            Tick::Frame => return true,
+            Tick::Ended => return false,
+            Tick::Idle => {}
+        }
+    }
+    panic!("no frame within 500 ticks");
+}
+
 fn reload_and_wait(d: &mut Daemon) {
     d.request_reload();
     for _ in 0..2000 {
@@ -56,7 +68,7 @@ fn a_bad_config_keeps_the_running_state_and_a_good_one_swaps_in() {
     let path = demo_config(dir.path(), "");
     let mut d = Daemon::start(&path).unwrap();
     for _ in 0..3 {
-        assert!(d.step().unwrap());
+        assert!(frame(&mut d));
     }
     let s = d.status();
     assert_eq!((s.frames, s.reloads, s.frame_errors), (3, 0, 0));
@@ -82,7 +94,7 @@ fn a_bad_config_keeps_the_running_state_and_a_good_one_swaps_in() {
         "{err}"
     );
     assert_eq!(s.reloads, 0);
-    assert!(d.step().unwrap());
+    assert!(frame(&mut d));
     assert_eq!(d.status().frames, 4);
 
     // A good config with one more signature: swapped in between frames, the error cleared.
@@ -91,7 +103,7 @@ fn a_bad_config_keeps_the_running_state_and_a_good_one_swaps_in() {
     reload_and_wait(&mut d);
     let s = d.status();
     assert_eq!((s.reloads, s.last_reload_error.clone()), (1, None));
-    assert!(d.step().unwrap());
+    assert!(frame(&mut d));
     let s = d.status();
     assert_eq!(s.alpha.len(), 8);
     assert!(s.alpha.contains_key("brightness"));
@@ -116,7 +128,7 @@ fn the_demo_runs_to_its_end_with_the_weather_in_its_records() {
     let path = demo_config(dir.path(), "");
     let mut d = Daemon::start(&path).unwrap();
     let mut n = 0;
-    while d.step().unwrap() {
+    while frame(&mut d) {
         n += 1;
     }
     assert_eq!(n, 40);
@@ -137,4 +149,119 @@ fn the_demo_runs_to_its_end_with_the_weather_in_its_records() {
     assert!(d
         .summary()
         .starts_with(&format!("config {}: ok", path.display())));
+}
+
+#[test]
+fn labels_must_name_every_class_of_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = demo_config(dir.path(), "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"8\", \"9\"]", "\"8\"]");
+    std::fs::write(&path, text).unwrap();
+    let err = format!("{:#}", Daemon::start(&path).err().unwrap());
+    assert!(
+        err.contains("model.labels: 9 labels for a model with 10 outputs"),
+        "{err}"
+    );
+    assert!(err.contains("demo.toml:"), "{err}");
+}
+
+#[test]
+fn a_manifest_entry_whose_file_holds_another_signature_is_refused() {
+    // A copy of the shipped set whose manifest lists snow.rws as fog (checksums made to match).
+    let dir = tempfile::tempdir().unwrap();
+    let sigs = dir.path().join("signatures");
+    std::fs::create_dir(&sigs).unwrap();
+    for e in std::fs::read_dir(repo().join("signatures")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, sigs.join(p.file_name().unwrap())).unwrap();
+    }
+    let mut m = rws_signature::manifest::Manifest::load(sigs.join("manifest.json")).unwrap();
+    let snow = m.find("snow").unwrap().clone();
+    let fog = m
+        .signatures
+        .iter_mut()
+        .find(|s| s.corruption == "fog")
+        .unwrap();
+    fog.file = snow.file;
+    fog.crc32c = snow.crc32c;
+    fog.bytes = snow.bytes;
+    m.save(sigs.join("manifest.json")).unwrap();
+    let path = demo_config(dir.path(), "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("{:?}", repo().join("signatures")),
+        &format!("{sigs:?}"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let err = format!("{:#}", Daemon::start(&path).err().unwrap());
+    assert!(err.contains("snow.rws: metadata.corruption"), "{err}");
+    assert!(err.contains("manifest lists it as 'fog'"), "{err}");
+}
+
+#[test]
+fn output_that_cannot_be_written_is_counted_and_fails_a_one_shot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = demo_config(dir.path(), "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("path = {:?}", dir.path().join("out.jsonl")),
+        "path = \"/dev/full\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut d = Daemon::start(&path).unwrap();
+    let signals = Signals::install().unwrap();
+    let err = d.run(&signals, None).unwrap_err().to_string();
+    assert_eq!(err, "40 of 40 frame results could not be written");
+    let s = d.status();
+    assert_eq!(
+        (s.frames, s.output_errors),
+        (40, 40),
+        "every frame still ran"
+    );
+}
+
+#[test]
+fn the_status_is_current_while_no_frame_arrives() {
+    // A raw FIFO nobody writes: the daemon starts at once, waits, and keeps its status fresh.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("frames");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let path = demo_config(dir.path(), "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "source = \"dir\"",
+            "source = \"raw\"\nwidth = 32\nheight = 32\nformat = \"gray8\"",
+        )
+        .replace(
+            &format!(
+                "path = \"{}/demo/frames\"",
+                repo().join("firmware-config").display()
+            ),
+            &format!("path = {fifo:?}"),
+        )
+        .replace("mode = \"replay\"", "mode = \"live\"");
+    std::fs::write(&path, text).unwrap();
+    let start = std::time::Instant::now();
+    let mut d = Daemon::start(&path).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "a FIFO without a writer does not block"
+    );
+    for _ in 0..4 {
+        assert_eq!(d.tick(&|| false), Tick::Idle);
+    }
+    let s = d.status();
+    assert_eq!(s.frames, 0);
+    assert_eq!(s.frame_source.state, crate::protocol::SourceState::Waiting);
+    assert_eq!(s.sensors.len(), 3, "sensors are served without frames");
+    assert!(
+        s.threads.iter().any(|t| t.name == "frames"),
+        "{:?}",
+        s.threads
+    );
 }

@@ -9,10 +9,13 @@ use super::{Frame, FrameError, Frames};
 /// PNG/JPEG files of a directory, in name order.
 pub struct DirFrames {
     files: std::vec::IntoIter<PathBuf>,
+    max_pixels: u64,
 }
 
 impl DirFrames {
-    pub fn open(dir: &Path) -> Result<Self, FrameError> {
+    /// Lists `dir`; files whose images have more than `max_pixels` pixels are bad frames
+    /// (refused from their header, before any decoding).
+    pub fn open(dir: &Path, max_pixels: u64) -> Result<Self, FrameError> {
         let rd = std::fs::read_dir(dir).map_err(|e| FrameError::Source {
             path: dir.to_path_buf(),
             reason: e.to_string(),
@@ -28,6 +31,7 @@ impl DirFrames {
         files.sort();
         Ok(DirFrames {
             files: files.into_iter(),
+            max_pixels,
         })
     }
 }
@@ -40,7 +44,7 @@ impl Frames for DirFrames {
         let name = path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let image = Image::open(&path).map_err(|e| FrameError::Bad {
+        let image = Image::open_limited(&path, self.max_pixels).map_err(|e| FrameError::Bad {
             name: name.clone(),
             reason: e.to_string(),
         })?;

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use rws_image::Image;
 
 use crate::config::{FrameSource, Input};
+use crate::source::{Lifetime, Stop};
 
 pub use dir::DirFrames;
 pub use raw::RawFrames;
@@ -44,22 +45,44 @@ pub trait Frames: Send {
     fn next_frame(&mut self) -> Result<Option<Frame>, FrameError>;
 }
 
-/// Opens the configured source.
-pub fn open(source: &FrameSource) -> Result<Box<dyn Frames>, FrameError> {
+impl FrameSource {
+    /// Whether the source ends at its end (a directory, a file, stdin) or is reopened when it
+    /// fails or its writer goes away (a FIFO, a camera).
+    pub fn lifetime(&self) -> Lifetime {
+        match self {
+            FrameSource::Dir(_) => Lifetime::ReadOnce,
+            FrameSource::Raw { path, .. } if raw::is_fifo(path) => Lifetime::Reconnect,
+            FrameSource::Raw { .. } => Lifetime::ReadOnce,
+            FrameSource::V4l2 { .. } => Lifetime::Reconnect,
+        }
+    }
+}
+
+/// Opens the configured source. Reads return within a tick of `stop` being set; decoded
+/// images have at most `max_pixels` pixels.
+pub fn open(
+    source: &FrameSource,
+    stop: &Stop,
+    max_pixels: u64,
+) -> Result<Box<dyn Frames>, FrameError> {
     match source {
-        FrameSource::Dir(p) => Ok(Box::new(DirFrames::open(p)?)),
+        FrameSource::Dir(p) => Ok(Box::new(DirFrames::open(p, max_pixels)?)),
         FrameSource::Raw {
             path,
             width,
             height,
             format,
-        } => Ok(Box::new(RawFrames::open(path, *width, *height, *format)?)),
+        } => Ok(Box::new(RawFrames::open(
+            path, *width, *height, *format, stop,
+        )?)),
         #[cfg(all(feature = "v4l2", target_os = "linux"))]
         FrameSource::V4l2 {
             path,
             width,
             height,
-        } => Ok(Box::new(v4l2::V4l2Frames::open(path, *width, *height)?)),
+        } => Ok(Box::new(v4l2::V4l2Frames::open(
+            path, *width, *height, stop,
+        )?)),
         #[cfg(not(all(feature = "v4l2", target_os = "linux")))]
         FrameSource::V4l2 { path, .. } => Err(FrameError::Source {
             path: path.clone(),

@@ -1,5 +1,7 @@
 //! Raw frames of a fixed size (`rgb24` or `gray8`) from a file, FIFO or stdin, as GStreamer and
-//! ffmpeg pipe them.
+//! ffmpeg pipe them. FIFOs and stdin are read with the [`crate::source`] tick: a stalled camera
+//! leaves the reader waiting in steps of [`crate::source::TICK`], stoppable at each; one frame
+//! buffer is reused from frame to frame.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,7 @@ use rws_image::Image;
 
 use super::{Frame, FrameError, Frames};
 use crate::config::RawFormat;
+use crate::source::{self, Stop};
 
 /// Fixed-size raw frames (`rgb24` or `gray8`) from a file, FIFO or stdin (`-`).
 pub struct RawFrames {
@@ -17,24 +20,31 @@ pub struct RawFrames {
     channels: usize,
     count: u64,
     path: PathBuf,
+    buf: Vec<u8>,
+    stop: Stop,
 }
 
 impl RawFrames {
+    /// Opens `path` (`-`: stdin): a FIFO without waiting for its writer, a regular file as is.
     pub fn open(
         path: &Path,
         width: usize,
         height: usize,
         format: RawFormat,
+        stop: &Stop,
     ) -> Result<Self, FrameError> {
-        let reader: Box<dyn Read + Send> = if path == Path::new("-") {
-            Box::new(std::io::stdin())
-        } else {
-            Box::new(std::fs::File::open(path).map_err(|e| FrameError::Source {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?)
+        let err = |e: std::io::Error| FrameError::Source {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
         };
-        Ok(Self::from_reader(reader, path, width, height, format))
+        let reader: Box<dyn Read + Send> = if path == Path::new("-") {
+            Box::new(source::stdin().map_err(err)?)
+        } else if is_fifo(path) {
+            Box::new(source::open_fifo(path).map_err(err)?)
+        } else {
+            Box::new(std::fs::File::open(path).map_err(err)?)
+        };
+        Ok(Self::from_reader(reader, path, width, height, format, stop))
     }
 
     pub fn from_reader(
@@ -43,6 +53,7 @@ impl RawFrames {
         width: usize,
         height: usize,
         format: RawFormat,
+        stop: &Stop,
     ) -> Self {
         RawFrames {
             reader,
@@ -51,26 +62,58 @@ impl RawFrames {
             channels: format.channels(),
             count: 0,
             path: path.to_path_buf(),
+            buf: Vec::new(),
+            stop: stop.clone(),
         }
     }
+}
+
+/// Whether `path` is a FIFO (a named pipe a camera pipeline writes).
+pub fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
 }
 
 impl Frames for RawFrames {
     fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         let len = self.width * self.height * self.channels;
-        let mut buf = vec![0u8; len];
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(len, 0);
+        let result = self.fill(&mut buf);
+        self.buf = buf;
+        match result? {
+            false => Ok(None),
+            true => self.frame(),
+        }
+    }
+}
+
+impl RawFrames {
+    /// Fills `buf` with one frame: `Ok(false)` at the end of the stream between frames (or when
+    /// stopped), a bad frame when it ends inside one.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<bool, FrameError> {
+        let len = buf.len();
         let mut filled = 0;
         while filled < len {
+            if self.stop.stopped() {
+                return Ok(false);
+            }
             match self.reader.read(&mut buf[filled..]) {
-                Ok(0) if filled == 0 => return Ok(None),
+                Ok(0) if filled == 0 => return Ok(false),
                 Ok(0) => {
+                    let name = format!("raw:{}", self.count);
+                    self.count += 1;
                     return Err(FrameError::Bad {
-                        name: format!("raw:{}", self.count),
+                        name,
                         reason: format!("stream ended {filled} bytes into a {len}-byte frame"),
-                    })
+                    });
                 }
                 Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => {
                     return Err(FrameError::Source {
                         path: self.path.clone(),
@@ -79,14 +122,19 @@ impl Frames for RawFrames {
                 }
             }
         }
+        Ok(true)
+    }
+
+    fn frame(&mut self) -> Result<Option<Frame>, FrameError> {
         let name = format!("raw:{}", self.count);
         self.count += 1;
-        let image = Image::from_u8(self.height, self.width, self.channels, &buf).map_err(|e| {
-            FrameError::Bad {
-                name: name.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let image =
+            Image::from_u8(self.height, self.width, self.channels, &self.buf).map_err(|e| {
+                FrameError::Bad {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         Ok(Some(Frame { name, image }))
     }
 }

@@ -7,7 +7,7 @@
 //! value is range-checked; one bad value rejects the line.
 
 use super::nmea::checked_body;
-use super::{bounded, LineError, Signal};
+use super::{bounded_exp, LineError, Signal};
 
 /// Known keys, their signal names and valid ranges.
 pub const KEYS: &[(&str, &str, f64, f64)] = &[
@@ -44,7 +44,7 @@ pub fn parse(line: &str) -> Result<Vec<Signal>, LineError> {
             .split_once('=')
             .ok_or_else(|| LineError::field(kv, "expected key=value"))?;
         if let Some(&(_, signal, lo, hi)) = KEYS.iter().find(|e| e.0 == k) {
-            out.push((signal.to_string(), bounded(k, v, lo, hi)?));
+            out.push((signal.to_string(), bounded_exp(k, v, lo, hi)?));
         }
     }
     Ok(out)

@@ -1,17 +1,23 @@
 //! Sensor driver threads: open a source, read lines, parse them with the sensor's protocol and
-//! send [`Event`]s to the daemon. A bad line is an event, never an error; a disconnect is
-//! followed by reconnects with exponential backoff; a replay file ends with [`EventKind::Eof`].
+//! send [`Event`]s to the daemon. A bad line is an event, never an error. Sources follow the
+//! [`crate::source`] lifecycle: FIFOs open without waiting for a writer, every read returns
+//! within a tick (so a stop is seen and the thread joined), serial ports and FIFOs reconnect
+//! with exponential backoff, and read-once sources (a file, stdin) end with [`EventKind::Eof`] —
+//! also when they cannot be opened at all. Threads run under [`crate::health::supervise`].
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::line::{split_timestamp, LineReader, Next};
 use super::{LineError, Protocol, Signal};
+use crate::health::{supervise, Health};
+use crate::ratelimit::RateLimit;
+use crate::source::{self, Lifetime, Stop};
 
 /// Where a sensor's lines come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,46 +71,64 @@ pub enum End {
     Receiver,
 }
 
-/// Logs bad lines: the first few, then at most one summary per minute.
-struct BadLog {
-    count: u64,
-    since_last: u64,
-    last: Option<Instant>,
+/// Where a driver's events go: an unbounded channel (tests, tools) or the daemon's bounded one,
+/// which makes a sensor that sends faster than the daemon applies wait (it never drops a
+/// reading, and memory stays bounded whatever the sensor sends).
+pub trait Sink {
+    /// Delivers `e`, waiting while the receiver is full; `false` if the receiver is gone or
+    /// `stop` was set while waiting.
+    fn put(&self, e: Event, stop: &AtomicBool) -> bool;
 }
+
+impl Sink for Sender<Event> {
+    fn put(&self, e: Event, _stop: &AtomicBool) -> bool {
+        self.send(e).is_ok()
+    }
+}
+
+impl Sink for SyncSender<Event> {
+    fn put(&self, mut e: Event, stop: &AtomicBool) -> bool {
+        loop {
+            match self.try_send(e) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    e = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+}
+
+/// Logs bad lines: the first few, then at most one summary per minute.
+struct BadLog(RateLimit);
 
 impl BadLog {
     fn note(&mut self, name: &str, e: &LineError) {
-        self.count += 1;
-        self.since_last += 1;
-        let due = self
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
-        if self.count <= 5 || due {
+        if let Some(r) = self.0.note() {
             log::warn!(
                 "sensor {name}: bad line ({e}); {} bad so far, {} since the last report",
-                self.count,
-                self.since_last
+                r.total,
+                r.since_last
             );
-            self.last = Some(Instant::now());
-            self.since_last = 0;
         }
     }
 }
 
 /// Reads `reader` until it ends, `stop` is set or the receiver hangs up, sending one event per
 /// line. Read timeouts (serial ports) just re-check `stop`.
-pub fn pump<R: Read>(
+pub fn pump<R: Read, S: Sink>(
     spec: &SensorSpec,
     reader: R,
-    tx: &Sender<Event>,
+    tx: &S,
     stop: &AtomicBool,
 ) -> std::io::Result<End> {
     let mut lines = LineReader::new(reader);
-    let mut bad = BadLog {
-        count: 0,
-        since_last: 0,
-        last: None,
-    };
+    let mut bad = BadLog(RateLimit::standard());
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(End::Stopped);
@@ -121,15 +145,17 @@ pub fn pump<R: Read>(
         if matches!(&kind, EventKind::Reading(v) if v.is_empty()) {
             continue;
         }
-        if tx
-            .send(Event {
-                sensor: spec.index,
-                t,
-                kind,
-            })
-            .is_err()
-        {
-            return Ok(End::Receiver);
+        let e = Event {
+            sensor: spec.index,
+            t,
+            kind,
+        };
+        if !tx.put(e, stop) {
+            return Ok(if stop.load(Ordering::Relaxed) {
+                End::Stopped
+            } else {
+                End::Receiver
+            });
         }
     }
 }
@@ -153,9 +179,14 @@ fn parse_line(spec: &SensorSpec, line: &str) -> (Option<f64>, EventKind) {
     }
 }
 
-/// Backoff between reconnects: 0.5 s doubling to 30 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(30))
+impl Source {
+    /// Whether the source ends at its end or is reopened.
+    pub fn lifetime(&self) -> Lifetime {
+        match self {
+            Source::File(_) | Source::Stdin => Lifetime::ReadOnce,
+            Source::Serial { .. } | Source::Fifo(_) => Lifetime::Reconnect,
+        }
+    }
 }
 
 fn open(source: &Source) -> std::io::Result<Box<dyn Read + Send>> {
@@ -164,81 +195,84 @@ fn open(source: &Source) -> std::io::Result<Box<dyn Read + Send>> {
             let path = path.to_string_lossy();
             // A read timeout is required: serialport's default of zero would spin.
             let port = serialport::new(path.as_ref(), *baud)
-                .timeout(Duration::from_millis(200))
+                .timeout(source::TICK)
                 .open()
                 .map_err(std::io::Error::other)?;
             Box::new(port)
         }
-        Source::File(p) | Source::Fifo(p) => Box::new(std::fs::File::open(p)?),
-        Source::Stdin => Box::new(std::io::stdin()),
+        Source::File(p) => Box::new(std::fs::File::open(p)?),
+        Source::Fifo(p) => Box::new(source::open_fifo(p)?),
+        Source::Stdin => Box::new(source::stdin()?),
     })
 }
 
-/// Starts the driver thread for `spec`.
-pub fn spawn(
+/// Starts the driver thread for `spec` under supervision: a panic is counted in `health` and
+/// the driver restarted (reopening its source).
+pub fn spawn<S: Sink + Send + 'static>(
     spec: SensorSpec,
-    tx: Sender<Event>,
-    stop: Arc<AtomicBool>,
+    tx: S,
+    stop: Stop,
+    health: Arc<Health>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("sensor-{}", spec.name))
-        .spawn(move || run(&spec, &tx, &stop))
+    let name = format!("sensor-{}", spec.name);
+    let s = stop.clone();
+    supervise(&name, health, stop, move || run(&spec, &tx, &s))
 }
 
-fn send(tx: &Sender<Event>, spec: &SensorSpec, kind: EventKind) -> bool {
-    tx.send(Event {
+fn send<S: Sink>(tx: &S, spec: &SensorSpec, kind: EventKind, stop: &Stop) -> bool {
+    let e = Event {
         sensor: spec.index,
         t: None,
         kind,
-    })
-    .is_ok()
+    };
+    tx.put(e, stop.flag())
 }
 
-fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
-    let end = Instant::now() + d;
-    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn run(spec: &SensorSpec, tx: &Sender<Event>, stop: &AtomicBool) {
-    let once = matches!(spec.source, Source::File(_) | Source::Stdin);
+fn run<S: Sink>(spec: &SensorSpec, tx: &S, stop: &Stop) {
+    let once = spec.source.lifetime() == Lifetime::ReadOnce;
     let mut attempt = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.stopped() {
         let reader = match open(&spec.source) {
             Ok(r) => r,
+            Err(e) if once => {
+                // A file that is not there will not appear: the sensor ends, and says why.
+                log::error!("sensor {}: cannot open ({e}); it sends nothing", spec.name);
+                send(tx, spec, EventKind::Disconnected(e.to_string()), stop);
+                send(tx, spec, EventKind::Eof, stop);
+                return;
+            }
             Err(e) => {
-                let wait = backoff(attempt);
+                let wait = source::backoff(attempt);
                 log::warn!(
                     "sensor {}: cannot open ({e}); retrying in {wait:?}",
                     spec.name
                 );
-                if !send(tx, spec, EventKind::Disconnected(e.to_string())) {
+                if !send(tx, spec, EventKind::Disconnected(e.to_string()), stop) {
                     return;
                 }
                 attempt += 1;
-                sleep_unless_stopped(wait, stop);
+                stop.sleep(wait);
                 continue;
             }
         };
         attempt = 0;
         log::info!("sensor {}: connected", spec.name);
-        if !send(tx, spec, EventKind::Connected) {
+        if !send(tx, spec, EventKind::Connected, stop) {
             return;
         }
-        let why = match pump(spec, reader, tx, stop) {
+        let why = match pump(spec, reader, tx, stop.flag()) {
             Ok(End::Stopped | End::Receiver) => return,
             Ok(End::Eof) if once => {
-                send(tx, spec, EventKind::Eof);
+                send(tx, spec, EventKind::Eof, stop);
                 return;
             }
             Ok(End::Eof) => "end of stream".to_string(),
             Err(e) => e.to_string(),
         };
         log::warn!("sensor {}: disconnected ({why}); reconnecting", spec.name);
-        if !send(tx, spec, EventKind::Disconnected(why)) {
+        if !send(tx, spec, EventKind::Disconnected(why), stop) {
             return;
         }
-        sleep_unless_stopped(backoff(0), stop);
+        stop.sleep(source::backoff(0));
     }
 }

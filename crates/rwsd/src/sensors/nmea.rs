@@ -8,6 +8,17 @@
 
 use super::{bounded, number, LineError, Signal};
 
+/// The named signals MDA and XDR sentences carry (XDR also gives `xdr.<name>` for any name).
+pub const SIGNALS: &[&str] = &[
+    "pressure_bar",
+    "air_temp_c",
+    "water_temp_c",
+    "humidity_pct",
+    "dew_point_c",
+    "wind_dir_deg",
+    "wind_speed_ms",
+];
+
 /// Checks the `*hh` checksum and returns the sentence body between `$` and `*`.
 pub fn checked_body(line: &str) -> Result<&str, LineError> {
     let line = line.trim_end();

@@ -10,7 +10,21 @@
 //! Signals: `visibility_m` (1-min), `visibility_10min_m`, `wmo_code` (instant), `wmo_code_15min`,
 //! `precip_mm_h`, `pwd_alarm`, `pwd_status`.
 
-use super::{bounded, LineError, Signal};
+use super::{bounded, code, LineError, Signal};
+
+/// Every signal a message-2 report can carry.
+pub const SIGNALS: &[&str] = &[
+    "pwd_alarm",
+    "pwd_status",
+    "visibility_m",
+    "visibility_10min_m",
+    "wmo_code",
+    "wmo_code_15min",
+    "wmo_code_1h",
+    "precip_mm_h",
+    "water_sum_mm",
+    "snow_sum_mm",
+];
 
 const SOH: char = '\u{1}';
 const STX: char = '\u{2}';
@@ -91,12 +105,19 @@ pub fn parse(line: &str) -> Result<Vec<Signal>, LineError> {
             format!("'{}' is not a code", f[3]),
         ));
     }
-    push("wmo_code", "present weather", at(4), 0.0, 99.0)?;
-    push("wmo_code_15min", "present weather 15 min", at(5), 0.0, 99.0)?;
-    push("wmo_code_1h", "present weather 1 h", at(6), 0.0, 99.0)?;
     push("precip_mm_h", "precipitation intensity", at(7), 0.0, 999.0)?;
     push("water_sum_mm", "cumulative water", at(8), 0.0, 1e6)?;
     push("snow_sum_mm", "cumulative snow", at(9), 0.0, 1e6)?;
+    // WMO 4680 codes are two-digit integers: `61.5` or `7.4e1` is a garbled line.
+    for (name, field, s) in [
+        ("wmo_code", "present weather", at(4)),
+        ("wmo_code_15min", "present weather 15 min", at(5)),
+        ("wmo_code_1h", "present weather 1 h", at(6)),
+    ] {
+        if !s.chars().all(|c| c == '/') {
+            out.push((name.to_string(), code(field, s, 0, 99)?));
+        }
+    }
     Ok(out)
 }
 

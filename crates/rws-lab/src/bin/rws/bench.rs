@@ -57,7 +57,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .clone()
             .context("--make-synthetic needs --out DIR")?;
         rb::make_synthetic(&a, &out, 2023)?;
-        println!("wrote {}/model.onnx and 19 signatures", out.display());
+        outln!("wrote {}/model.onnx and 19 signatures", out.display())?;
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(model), Some(dir)) = (&args.model, &args.signatures) else {
@@ -66,7 +66,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let files = rb::signature_files(dir)?;
     if let Some(which) = &args.rss_probe {
         let mb = rb::rss_probe(model, &files, which == "all")?;
-        println!("{mb}");
+        outln!("{mb}")?;
         return Ok(ExitCode::SUCCESS);
     }
     let opts = Options {
@@ -79,9 +79,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     report.rss_all_mb = probe(model, dir, "all")?;
     report.rss_ratio = report.rss_all_mb / report.rss_clean_mb;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_table(&report);
+        print_table(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -108,11 +108,15 @@ fn probe(model: &std::path::Path, dir: &std::path::Path, which: &str) -> Result<
         .context("reading the RSS probe's answer")
 }
 
-fn print_table(r: &Report) {
-    println!(
+fn print_table(r: &Report) -> std::io::Result<()> {
+    outln!(
         "model {} — {} signatures, {} patched tensors ({} params), cut at {:?}",
-        r.model, r.signatures, r.patched_tensors, r.patched_params, r.cut
-    );
+        r.model,
+        r.signatures,
+        r.patched_tensors,
+        r.patched_params,
+        r.cut
+    )?;
     let rows: [(&str, String); 15] = [
         (
             "clean frame (one plan)",
@@ -177,6 +181,7 @@ fn print_table(r: &Report) {
         ),
     ];
     for (k, v) in rows {
-        println!("  {k:30} {v}");
+        outln!("  {k:30} {v}")?;
     }
+    Ok(())
 }

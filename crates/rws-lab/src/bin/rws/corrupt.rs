@@ -45,7 +45,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             } else {
                 "deterministic"
             };
-            println!("{:18} {:8} {kind}", c.name(), c.group().to_string());
+            outln!("{:18} {:8} {kind}", c.name(), c.group().to_string())?;
         }
         return Ok(ExitCode::SUCCESS);
     }

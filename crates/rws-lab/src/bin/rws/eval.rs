@@ -113,31 +113,31 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         rows.push(row);
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"test_accuracy": ta, "test_accuracy_augmentation": ta_aug, "severity": args.severity, "alpha": args.alpha, "images": test.len(), "rows": rows})
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}", v * 100.0));
-    println!(
+    outln!(
         "Test accuracy (clean images): standard {:.1}%{}",
         ta * 100.0,
         ta_aug.map_or(String::new(), |a| format!(
             ", data augmentation {:.1}%",
             a * 100.0
         ))
-    );
-    println!(
+    )?;
+    outln!(
         "Robust accuracy (%) at severity {}, {} test images, α = {}:\n",
         args.severity,
         test.len(),
         args.alpha
-    );
-    println!("| corruption | group | standard | standard + RWS | diff | all models | data augmentation |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    )?;
+    outln!("| corruption | group | standard | standard + RWS | diff | all models | data augmentation |")?;
+    outln!("|---|---|---:|---:|---:|---:|---:|")?;
     for r in &rows {
-        println!(
+        outln!(
             "| {} | {} | {:.1} | {:.1} | {:+.1} | {} | {} |",
             r.corruption,
             r.group,
@@ -146,7 +146,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             (r.with_rws - r.clean_model) * 100.0,
             pct(r.all_models),
             pct(r.augmentation)
-        );
+        )?;
     }
     let n = rows.len().max(1) as f64;
     let mean = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
@@ -157,13 +157,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         mean(&|r| Some(r.clean_model)).unwrap_or(0.0),
         mean(&|r| Some(r.with_rws)).unwrap_or(0.0),
     );
-    println!(
+    outln!(
         "| **mean** | | **{:.1}** | **{:.1}** | **{:+.1}** | {} | {} |",
         a * 100.0,
         b * 100.0,
         (b - a) * 100.0,
         pct(mean(&|r| r.all_models)),
         pct(mean(&|r| r.augmentation))
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -82,13 +82,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .iter()
             .map(|t| t.2.rel_l2_err)
             .fold(0f32, f32::max);
-        println!(
+        outln!(
             "{}: {} tensors, {} bytes, worst relative quantization error {:.2e}",
             e.path.display(),
             e.report.tensors.len(),
             e.report.file_len,
             worst
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -66,9 +66,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         let sig = SignatureFile::open(path)?;
         let report = report(&sig);
         if args.json {
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?)?;
         } else {
-            print_table(&report);
+            print_table(&report)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -103,29 +103,33 @@ fn tensor_report(t: &TensorEntry) -> TensorReport<'_> {
     }
 }
 
-fn print_table(r: &Report<'_>) {
+fn print_table(r: &Report<'_>) -> std::io::Result<()> {
     let m = r.metadata;
-    println!(
+    outln!(
         "file         {} ({} bytes, format v{})",
-        r.file, r.file_len, r.version
-    );
+        r.file,
+        r.file_len,
+        r.version
+    )?;
     let group = if m.group.is_empty() {
         String::new()
     } else {
         format!(" ({})", m.group)
     };
-    println!(
+    outln!(
         "corruption   {}{group}, trained at severity {}",
-        m.corruption, m.severity
-    );
-    println!(
+        m.corruption,
+        m.severity
+    )?;
+    outln!(
         "source       model '{}', dataset '{}'",
-        m.source_model, m.source_dataset
-    );
-    println!("method       {} over {} layer(s)", m.method, m.layers);
-    println!("written by   {}", m.tool);
-    println!("fingerprint  {}", r.fingerprint);
-    println!("tensors      {} ({} parameters)", r.tensors.len(), r.params);
+        m.source_model,
+        m.source_dataset
+    )?;
+    outln!("method       {} over {} layer(s)", m.method, m.layers)?;
+    outln!("written by   {}", m.tool)?;
+    outln!("fingerprint  {}", r.fingerprint)?;
+    outln!("tensors      {} ({} parameters)", r.tensors.len(), r.params)?;
     let width = r
         .tensors
         .iter()
@@ -133,16 +137,22 @@ fn print_table(r: &Report<'_>) {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    outln!(
         "  {:width$}  {:18} {:5} {:>21}  {:>10}  {:>10}  {:>9}",
-        "name", "shape", "dtype", "scale range", "l2 norm", "max |err|", "rel L2"
-    );
+        "name",
+        "shape",
+        "dtype",
+        "scale range",
+        "l2 norm",
+        "max |err|",
+        "rel L2"
+    )?;
     for t in &r.tensors {
         let scales = match (t.scale_min, t.scale_max) {
             (Some(lo), Some(hi)) => format!("{lo:.3e}..{hi:.3e}"),
             _ => "-".to_string(),
         };
-        println!(
+        outln!(
             "  {:width$}  {:18} {:5} {:>21}  {:>10.4e}  {:>10.3e}  {:>9.2e}",
             t.name,
             format!("{:?}", t.shape),
@@ -151,8 +161,9 @@ fn print_table(r: &Report<'_>) {
             t.l2_norm,
             t.max_abs_err,
             t.rel_l2_err
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// A manifest: parsed, its files' checksums verified, then printed.
@@ -160,21 +171,29 @@ fn inspect_manifest(path: &std::path::Path, json: bool) -> Result<()> {
     let m = rws_signature::manifest::Manifest::load(path)?;
     m.verify_files(path.parent().unwrap_or(std::path::Path::new(".")))?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"file": path.display().to_string(), "manifest": m})
-        );
+        )?;
     } else {
-        println!("manifest     {} (all checksums match)", path.display());
-        println!(
+        outln!("manifest     {} (all checksums match)", path.display())?;
+        outln!(
             "model        {} ({}, {}, {})",
-            m.model.file, m.model.arch, m.model.dataset, m.model.input
-        );
+            m.model.file,
+            m.model.arch,
+            m.model.dataset,
+            m.model.input
+        )?;
         for s in &m.signatures {
-            println!(
+            outln!(
                 "  {:18} {:8} severity {} {} ({} bytes, crc32c {})",
-                s.corruption, s.group, s.severity, s.file, s.bytes, s.crc32c
-            );
+                s.corruption,
+                s.group,
+                s.severity,
+                s.file,
+                s.bytes,
+                s.crc32c
+            )?;
         }
     }
     Ok(())
@@ -193,18 +212,18 @@ fn inspect_model(path: &std::path::Path, json: bool) -> Result<()> {
             .iter()
             .map(|i| serde_json::json!({"name": i.name, "shape": i.shape, "dtype": i.dtype.to_string()}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"file": path.display().to_string(), "model": {"params": params, "initializers": tensors}})
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "model        {} ({} initializers, {params} parameters)",
             path.display(),
             inits.len()
-        );
+        )?;
         for i in &inits {
-            println!("  {:24} {:?} {}", i.name, i.shape, i.dtype);
+            outln!("  {:24} {:?} {}", i.name, i.shape, i.dtype)?;
         }
     }
     Ok(())

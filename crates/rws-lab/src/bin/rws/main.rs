@@ -4,6 +4,25 @@
 //! once, with their context chain. Exit codes: 0 success, 1 a check found problems (e.g. `verify`
 //! mismatches), 2 an error (bad input, unreadable file).
 
+/// `println!` that returns the write's error instead of panicking: a reader that went away
+/// (`rws inspect --json … | head -c 64`) ends the command, and `main` exits quietly on it, as
+/// ripgrep does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` likewise.
+#[allow(unused_macros)]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod bench;
 mod corrupt;
 mod eval;
@@ -69,9 +88,18 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("rws: error: {err:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether the error is a write to a reader that went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

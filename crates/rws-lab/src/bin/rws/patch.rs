@@ -57,11 +57,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         .iter()
         .flat_map(|s| s.tensors().iter().map(|t| t.name.as_str()))
         .collect();
-    println!(
+    outln!(
         "{}: {} tensors patched by {} signature(s)",
         args.out.display(),
         tensors.len(),
         sigs.len()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

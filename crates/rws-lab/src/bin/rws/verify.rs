@@ -10,7 +10,7 @@ use rws_signature::SignatureFile;
 /// Check that signatures fit a model.
 ///
 /// Check that each signature patches only tensors that exist in the model, as f32 initializers of
-/// the same shape. Exit 0 if all fit; exit 1 and list every mismatch otherwise.
+/// the same shape whose data can be read (what the runtime and `rws patch` require). Exit 0 if all fit; exit 1 and list every mismatch otherwise.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The `.rws` file(s) to check.
@@ -23,27 +23,26 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     let model = OnnxModel::open(&args.model)?;
-    let initializers = model.initializers()?;
-    let constants = model.constant_outputs();
     let mut all_ok = true;
     for path in &args.files {
         let sig = SignatureFile::open(path)?;
-        let problems = rws_runtime::compat::check(&sig, &initializers, &constants);
+        // What the runtime and `rws patch` check, data included.
+        let problems = rws_runtime::compat::check_model(&sig, &model)?;
         if problems.is_empty() {
-            println!(
+            outln!(
                 "ok: {} fits {} ({} tensors)",
                 path.display(),
                 args.model.display(),
                 sig.tensors().len()
-            );
+            )?;
         } else {
             all_ok = false;
-            println!(
+            outln!(
                 "MISMATCH: {} does not fit {}: {}",
                 path.display(),
                 args.model.display(),
                 rws_signature::fit::Mismatches(problems)
-            );
+            )?;
         }
     }
     Ok(if all_ok {

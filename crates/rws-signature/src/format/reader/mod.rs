@@ -11,6 +11,7 @@
 
 mod cursor;
 mod parse;
+mod payloads;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -9,9 +9,10 @@ use std::path::Path;
 use super::super::{
     checked_numel, fingerprint, hdr, scale_groups, DType, FormatError, FormatErrorKind as K,
     Metadata, QuantStats, Role, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_META_LEN, MAX_NAME_LEN,
-    MAX_RANK, MAX_TENSORS, PAYLOAD_ALIGN,
+    MAX_RANK, MAX_TENSORS,
 };
 use super::cursor::{le_u32, le_u64, region, Cursor};
+use super::payloads::check_payloads;
 use super::TensorEntry;
 
 pub(super) fn truncated_header(path: &Path, len: usize) -> FormatError {
@@ -382,101 +383,4 @@ fn parse_stats(cur: &mut Cursor<'_>) -> Result<QuantStats, FormatError> {
         }
     }
     Ok(stats)
-}
-
-/// Bounds, alignment, overlap and checksum of every payload.
-fn check_payloads(
-    path: &Path,
-    b: &[u8],
-    tensors: &[TensorEntry],
-    head_end: usize,
-) -> Result<(), FormatError> {
-    let e = |kind, t: &TensorEntry, field: &str, reason: String| {
-        FormatError::new(path, kind, format!("tensor '{}'.{field}", t.name), reason)
-    };
-    for t in tensors {
-        region(
-            path,
-            b.len(),
-            &format!("tensor '{}'.payload_offset", t.name),
-            t.offset as u64,
-            t.len as u64,
-        )?;
-        if t.offset % PAYLOAD_ALIGN != 0 {
-            return Err(e(
-                K::Misaligned,
-                t,
-                "payload_offset",
-                format!("{} is not a multiple of {PAYLOAD_ALIGN}", t.offset),
-            ));
-        }
-        if t.offset < head_end {
-            return Err(e(
-                K::Overlap,
-                t,
-                "payload_offset",
-                format!(
-                    "{} overlaps the header, metadata or table (which end at {head_end})",
-                    t.offset
-                ),
-            ));
-        }
-    }
-    let mut order: Vec<&TensorEntry> = tensors.iter().collect();
-    order.sort_by_key(|t| t.offset);
-    for pair in order.windows(2) {
-        if pair[0].offset + pair[0].len > pair[1].offset {
-            return Err(e(
-                K::Overlap,
-                pair[1],
-                "payload_offset",
-                format!(
-                    "payload at {} overlaps tensor '{}' ({}..{})",
-                    pair[1].offset,
-                    pair[0].name,
-                    pair[0].offset,
-                    pair[0].offset + pair[0].len
-                ),
-            ));
-        }
-    }
-    check_gaps_zero(path, b, &order, head_end)?;
-    for t in tensors {
-        let crc = crc32c::crc32c(&b[t.offset..t.offset + t.len]);
-        if crc != t.crc {
-            return Err(e(
-                K::Checksum,
-                t,
-                "payload_crc",
-                format!(
-                    "stored {:#010x}, computed {crc:#010x}: payload is corrupt",
-                    t.crc
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Padding between the header block and payloads, and between payloads, must be zero. With the
-/// checksums this leaves no byte of a valid file unchecked: any single flipped bit is refused.
-fn check_gaps_zero(
-    path: &Path,
-    b: &[u8],
-    payloads_by_offset: &[&TensorEntry],
-    head_end: usize,
-) -> Result<(), FormatError> {
-    let mut pos = head_end;
-    for t in payloads_by_offset {
-        if let Some(i) = b[pos..t.offset].iter().position(|&x| x != 0) {
-            return Err(FormatError::new(
-                path,
-                K::Invalid,
-                "padding",
-                format!("byte {} before tensor '{}' is not zero", pos + i, t.name),
-            ));
-        }
-        pos = t.offset + t.len;
-    }
-    Ok(())
 }

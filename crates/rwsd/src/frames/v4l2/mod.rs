@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use rws_image::Image;
 
 use super::{Frame, FrameError, Frames};
+use crate::source::{self, Stop};
 use sys::{Buffer, Capability, Format, Mapping, PixFormat, RequestBuffers, Zeroed};
 
 const BUFFERS: u32 = 4;
@@ -31,6 +32,7 @@ pub struct V4l2Frames {
     pixelformat: u32,
     bytesperline: usize,
     count: u64,
+    stop: Stop,
 }
 
 impl V4l2Frames {
@@ -47,7 +49,7 @@ impl V4l2Frames {
 
     /// Opens `path`, asks for `width`×`height` (the driver may pick the nearest size) and starts
     /// streaming.
-    pub fn open(path: &Path, width: usize, height: usize) -> Result<Self, FrameError> {
+    pub fn open(path: &Path, width: usize, height: usize, stop: &Stop) -> Result<Self, FrameError> {
         let file = File::options()
             .read(true)
             .write(true)
@@ -65,6 +67,7 @@ impl V4l2Frames {
             pixelformat: 0,
             bytesperline: 0,
             count: 0,
+            stop: stop.clone(),
         };
         let mut cap = Capability::zeroed();
         dev.ioctl::<sys::QueryCap>(&mut cap, "VIDIOC_QUERYCAP (not a V4L2 device?)")?;
@@ -197,6 +200,17 @@ fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
 
 impl Frames for V4l2Frames {
     fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        // DQBUF would block for as long as the camera stalls: wait in ticks instead.
+        loop {
+            if self.stop.stopped() {
+                return Ok(None);
+            }
+            let ready = source::wait_readable(self.file.as_fd(), source::TICK)
+                .map_err(|e| self.err("poll", e))?;
+            if ready {
+                break;
+            }
+        }
         let mut b = Buffer::mmap_capture(0);
         self.ioctl::<sys::DequeueBuf>(&mut b, "VIDIOC_DQBUF")?;
         let name = format!("v4l2:{}", self.count);
@@ -228,7 +242,7 @@ mod tests {
 
     #[test]
     fn missing_device_is_a_clear_error() {
-        let e = V4l2Frames::open(Path::new("/dev/rws-no-such-video"), 32, 32)
+        let e = V4l2Frames::open(Path::new("/dev/rws-no-such-video"), 32, 32, &Stop::new())
             .err()
             .unwrap();
         assert!(e.to_string().contains("/dev/rws-no-such-video"), "{e}");
