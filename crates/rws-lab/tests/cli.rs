@@ -34,6 +34,29 @@ fn inspect_json_is_one_parseable_object() {
     );
 }
 
+/// `rws inspect --json … | head -c 64`: the reader goes away before `rws` writes. Like ripgrep,
+/// `rws` then exits 0 without a word (it used to panic in `println!`).
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "fog.rws", &encode(1, DType::I8));
+    for args in [&["inspect", "--json", &f][..], &["inspect", &f][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rws"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closing the only read end now makes every write of the child fail with EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn damaged_copies_are_refused_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::protocol::{Request, Response, Status};
+use crate::protocol::{Request, Response, SourceState, Status, ThreadState};
 
 /// Longest response line read back (a status with many sensors is a few kilobytes).
 const MAX_RESPONSE: u64 = 1 << 20;
@@ -88,6 +88,7 @@ pub fn format_status(s: &Status) -> String {
             .collect();
         out.push_str(&format!("overrides: {}\n", o.join(" ")));
     }
+    out.push_str(&frame_source_line(s));
     for sensor in &s.sensors {
         let c = &sensor.counters;
         out.push_str(&format!(
@@ -102,16 +103,59 @@ pub fn format_status(s: &Status) -> String {
             c.binary,
         ));
     }
+    // Only the threads worth a technician's look: a running thread that never panicked is
+    // the normal case and would only bury the ones that matter.
+    for t in s
+        .threads
+        .iter()
+        .filter(|t| t.state == ThreadState::Restarting || t.panics > 0)
+    {
+        out.push_str(&format!(
+            "thread {:<16} {:<10} panics={} last: {}\n",
+            t.name,
+            if t.state == ThreadState::Restarting {
+                "RESTARTING"
+            } else {
+                "recovered"
+            },
+            t.panics,
+            t.last_panic.as_deref().unwrap_or("-"),
+        ));
+    }
     if let Some(e) = &s.last_reload_error {
         out.push_str(&format!("last reload failed: {e}\n"));
     }
     out
 }
 
+/// `frames receiving (last 0.0s ago) reconnects=0 output errors=0`, and the last error if any.
+fn frame_source_line(s: &Status) -> String {
+    let f = &s.frame_source;
+    let state = match f.state {
+        SourceState::Waiting => "waiting",
+        SourceState::Receiving => "receiving",
+        SourceState::Down => "DOWN",
+        SourceState::Ended => "ended",
+    };
+    let last = match f.since_last_frame_s {
+        Some(t) => format!("last {t:.1}s ago"),
+        None => "none yet".to_string(),
+    };
+    let mut line = format!(
+        "frames {state} ({last}) reconnects={} output errors={}",
+        f.reconnects, s.output_errors
+    );
+    if let Some(e) = &f.last_error {
+        line.push_str(&format!(" last error: {e}"));
+    }
+    line.push('\n');
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::SensorStatus;
+    use crate::protocol::{SensorStatus, ThreadStatus};
 
     #[test]
     fn override_settings_parse_or_say_why_not() {
@@ -146,6 +190,31 @@ mod tests {
         assert!(text.contains("active: fog=0.5\n"), "{text}");
         assert!(text.contains("STALE"), "{text}");
         assert!(text.contains("last reload failed: x.toml:3"), "{text}");
+        assert!(!s.healthy());
+    }
+
+    #[test]
+    fn status_text_shows_a_down_frame_source_and_a_restarting_thread() {
+        let mut s = Status::default();
+        s.frame_source.state = SourceState::Down;
+        s.frame_source.last_error = Some("/run/rwsd/frames: gone".into());
+        s.output_errors = 3;
+        s.threads.push(ThreadStatus {
+            name: "sensor-pwd".into(),
+            state: ThreadState::Restarting,
+            panics: 2,
+            last_panic: Some("boom".into()),
+        });
+        s.threads.push(ThreadStatus {
+            name: "control".into(),
+            state: ThreadState::Running,
+            panics: 0,
+            last_panic: None,
+        });
+        let text = format_status(&s);
+        assert!(text.contains("frames DOWN (none yet) reconnects=0 output errors=3 last error: /run/rwsd/frames: gone\n"), "{text}");
+        assert!(text.contains("RESTARTING panics=2 last: boom"), "{text}");
+        assert!(!text.contains("control"), "{text}");
         assert!(!s.healthy());
     }
 }

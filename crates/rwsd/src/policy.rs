@@ -28,8 +28,9 @@ pub fn check_alpha(a: f64) -> Result<f64, String> {
     }
 }
 
-/// A piecewise-linear curve: points `(x, y)` with strictly increasing or strictly decreasing
-/// `x`... sorted by the config loader; constant beyond the ends.
+/// A piecewise-linear curve through points `(x, y)`, kept sorted by `x` (a config may list
+/// them either way: a falling visibility curve reads best from high to low); constant beyond the
+/// ends.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Curve(Vec<(f64, f64)>);
 
