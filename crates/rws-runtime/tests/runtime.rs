@@ -25,6 +25,12 @@ fn demo_sigs(names: &[&str]) -> Vec<SignatureFile> {
         .collect()
 }
 
+/// The shipped demo model with the named shipped signatures, loaded with default options.
+fn demo_runtime(names: &[&str]) -> Arc<Runtime> {
+    let model = demo_dir().join("clean.onnx");
+    Arc::new(Runtime::load(&model, demo_sigs(names), &RuntimeOptions::default()).unwrap())
+}
+
 /// A deterministic input in [0, 1].
 fn frame(shape: &[usize], seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
@@ -51,14 +57,7 @@ fn offline(proto: &pb::ModelProto, shape: &[usize], input: &[f32]) -> Vec<f32> {
 #[test]
 fn patched_prefix_matches_offline_patching_and_zero_is_the_clean_model() {
     let names = ["fog", "contrast", "gaussian_noise"];
-    let rt = Arc::new(
-        Runtime::load(
-            &demo_dir().join("clean.onnx"),
-            demo_sigs(&names),
-            &RuntimeOptions::default(),
-        )
-        .unwrap(),
-    );
+    let rt = demo_runtime(&names);
     assert_eq!(rt.input_shape(), [1, 3, 32, 32]);
     let clean = OnnxModel::open(demo_dir().join("clean.onnx")).unwrap();
     let alphas = [0.8f32, 0.0, 0.5];
@@ -94,14 +93,7 @@ fn patched_prefix_matches_offline_patching_and_zero_is_the_clean_model() {
 
 #[test]
 fn frames_toggled_from_another_thread_never_mix_two_sets() {
-    let rt = Arc::new(
-        Runtime::load(
-            &demo_dir().join("clean.onnx"),
-            demo_sigs(&["fog"]),
-            &RuntimeOptions::default(),
-        )
-        .unwrap(),
-    );
+    let rt = demo_runtime(&["fog"]);
     let x = frame(rt.input_shape(), 42);
     let on_plan = rt.build_prefix(&[1.0]).unwrap();
     let on = rt.run_with(&on_plan, &x).unwrap();
@@ -159,14 +151,7 @@ fn frames_toggled_from_another_thread_never_mix_two_sets() {
 
 #[test]
 fn session_switches_and_takes_everything_off_exactly() {
-    let rt = Arc::new(
-        Runtime::load(
-            &demo_dir().join("clean.onnx"),
-            demo_sigs(&["fog", "snow"]),
-            &RuntimeOptions::default(),
-        )
-        .unwrap(),
-    );
+    let rt = demo_runtime(&["fog", "snow"]);
     let x = frame(rt.input_shape(), 7);
     let mut s = Session::new(rt.clone()).unwrap();
     let clean = s.run(&x).unwrap();
@@ -381,14 +366,7 @@ fn switching_for_hours_does_not_grow_memory() {
     // Every request is a new coefficient set: a prefix build on the worker, a swap on this
     // thread. Dropping run states on the worker once leaked tract's per-state scratch on the
     // frame thread, ~3 KB per build (6,000 builds: 19.7 → 40.7 MB).
-    let rt = Arc::new(
-        Runtime::load(
-            &demo_dir().join("clean.onnx"),
-            demo_sigs(&["fog"]),
-            &RuntimeOptions::default(),
-        )
-        .unwrap(),
-    );
+    let rt = demo_runtime(&["fog"]);
     let x = frame(rt.input_shape(), 1);
     let mut s = Session::new(rt.clone()).unwrap();
     let (warm, total) = if rws_testkit::emulated() {

@@ -228,6 +228,15 @@ pub fn reseal(b: &mut [u8]) {
     b[60..64].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Makes a FIFO at `path` (with the system's `mkfifo`, so tests need no FFI).
+pub fn mkfifo(path: &Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mkfifo {}", path.display());
+}
+
 /// A command for one of the workspace's binaries, through the emulator named by
 /// `RWS_EXEC_WRAPPER` when set (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`): under qemu-user a
 /// cross-built test cannot start another cross-built binary by itself.

@@ -8,18 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rws_testkit::repo;
+use rws_testkit::{mkfifo, repo};
 
 use crate::daemon::socket_request;
-
-fn mkfifo(path: &Path) {
-    let ok = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mkfifo {}", path.display());
-}
 
 /// A live config reading 32×32 gray frames from the FIFO `frames` in `dir`, with a socket, an
 /// output file and `extra` appended (sensor tables).
@@ -46,6 +37,16 @@ fn start(cfg: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// A daemon on a fresh FIFO config in `dir`, once it waits for the FIFO's first writer; returns
+/// it and its socket.
+fn start_waiting(dir: &Path) -> (Child, PathBuf) {
+    mkfifo(&dir.join("frames"));
+    let child = start(&fifo_config(dir, ""));
+    let sock = dir.join("rwsd.sock");
+    wait_status(&sock, |s| s["frame_source"]["state"] == "waiting");
+    (child, sock)
 }
 
 /// Polls the daemon's status until `done` holds (at most 10 s).
@@ -78,11 +79,7 @@ fn stop(mut child: Child, sock: &Path) {
 #[test]
 fn the_camera_pipeline_restarts_and_frames_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    mkfifo(&dir.path().join("frames"));
-    let cfg = fifo_config(dir.path(), "");
-    let sock = dir.path().join("rwsd.sock");
-    let child = start(&cfg);
-    wait_status(&sock, |s| s["frame_source"]["state"] == "waiting");
+    let (child, sock) = start_waiting(dir.path());
     // Three pipeline runs: each opens the FIFO, writes frames, and exits.
     for (run, frames) in [(0, 2u64), (1, 3), (2, 1)] {
         let mut w = std::fs::OpenOptions::new()
@@ -122,11 +119,8 @@ fn the_camera_pipeline_restarts_and_frames_go_on() {
 #[test]
 fn check_is_prompt_and_read_only_beside_a_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    mkfifo(&dir.path().join("frames"));
-    let cfg = fifo_config(dir.path(), "");
-    let sock = dir.path().join("rwsd.sock");
-    let child = start(&cfg);
-    wait_status(&sock, |s| s["frame_source"]["state"] == "waiting");
+    let (child, sock) = start_waiting(dir.path());
+    let cfg = dir.path().join("live.toml");
     std::fs::write(dir.path().join("out.jsonl"), "kept\n").unwrap();
     let start = Instant::now();
     let out = rws_testkit::bin(env!("CARGO_BIN_EXE_rwsd"))

@@ -8,6 +8,22 @@ fn rwsctl(args: &[&str]) -> (i32, String, String) {
     rws_testkit::run(env!("CARGO_BIN_EXE_rwsctl"), args)
 }
 
+/// `rwsctl status --json` once it shows `frames` frames (the served status is rebuilt at most
+/// every 250 ms, frames or not, so it catches up within about half a second of the last frame).
+fn status_after(sock: &str, frames: u64) -> (i32, serde_json::Value) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, out, err) = rwsctl(&["status", "--json", "--socket", sock]);
+        let s: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        if s["frames"] == frames || std::time::Instant::now() > end {
+            assert_eq!(s["frames"], frames, "{s}");
+            return (code, s);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn status_and_override_against_a_running_daemon() {
     let mut d = LiveDaemon::start();
@@ -24,21 +40,14 @@ fn status_and_override_against_a_running_daemon() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     frames += 1;
-    // The served status is refreshed at most 4×/s while frames run: one more frame after 300 ms
-    // brings it up to date.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    d.next_line();
-    frames += 1;
-    let (code, out, err) = rwsctl(&["status", "--json", "--socket", &sock]);
+    let (code, s) = status_after(&sock, frames);
     // No sensors, no failed reload: healthy.
-    assert_eq!(code, 0, "{out}{err}");
-    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0, "{s}");
     assert_eq!(s["overrides"]["fog"]["alpha"], 0.7);
     assert!(
         s["overrides"]["fog"]["until_t"].as_f64().unwrap() > 500.0,
         "{s}"
     );
-    assert_eq!(s["frames"], frames);
     let (code, out, _) = rwsctl(&["status", "--socket", &sock]);
     assert_eq!(code, 0);
     assert!(out.contains("overrides: fog=0.7 until t="), "{out}");
@@ -62,11 +71,7 @@ fn status_and_override_against_a_running_daemon() {
             break;
         }
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    d.next_line();
-    frames += 1;
-    let (_, out, _) = rwsctl(&["status", "--json", "--socket", &sock]);
-    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (_, s) = status_after(&sock, frames);
     assert!(s["overrides"].as_object().unwrap().is_empty(), "{s}");
     d.terminate(frames);
 }

@@ -118,16 +118,8 @@ pub fn stdin() -> io::Result<Polled> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rws_testkit::mkfifo;
     use std::io::Write;
-
-    fn mkfifo(path: &Path) {
-        let ok = std::process::Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mkfifo");
-    }
 
     #[test]
     fn a_fifo_opens_without_a_writer_and_sees_writers_come_and_go() {
