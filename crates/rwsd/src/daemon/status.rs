@@ -8,34 +8,35 @@ use super::{output, Daemon};
 
 impl Daemon {
     pub(super) fn update_status(&self) {
-        let engine = self.shared.engine();
-        let t = self.now();
-        let alpha = match &self.last.alphas {
-            Some(a) => self
-                .loaded
-                .corruptions
-                .iter()
-                .zip(a.iter())
-                .map(|(c, &a)| (c.clone(), output::round(f64::from(a), 3)))
-                .collect(),
-            None => self
-                .loaded
-                .corruptions
-                .iter()
-                .map(|c| (c.clone(), 0.0))
-                .collect(),
-        };
-        let overrides = engine
-            .overrides()
+        // Before the first frame every coefficient is 0 (the clean model).
+        let last = self.last.alphas.as_deref().unwrap_or(&[]);
+        let alpha = self
+            .loaded
+            .corruptions
             .iter()
-            .map(|(k, o)| {
-                let o = OverrideStatus {
-                    alpha: o.alpha,
-                    until_t: o.until,
-                };
-                (k.clone(), o)
+            .enumerate()
+            .map(|(i, c)| {
+                let a = last.get(i).copied().unwrap_or(0.0);
+                (c.clone(), output::round(f64::from(a), 3))
             })
             .collect();
+        // The engine's lock only for what the engine holds: the control socket waits on it.
+        let (overrides, sensors) = {
+            let engine = self.shared.engine();
+            let overrides = engine
+                .overrides()
+                .iter()
+                .map(|(k, o)| {
+                    let o = OverrideStatus {
+                        alpha: o.alpha,
+                        until_t: o.until,
+                    };
+                    (k.clone(), o)
+                })
+                .collect();
+            // Freshness at the daemon's clock now, not at the last frame.
+            (overrides, self.sensors.status(&engine, self.now()))
+        };
         let stats = self.loaded.session.stats();
         let status = Status {
             config: self.path.display().to_string(),
@@ -46,8 +47,7 @@ impl Daemon {
             alpha,
             generation: self.last.generation,
             overrides,
-            // Freshness at the daemon's clock now, not at the last frame.
-            sensors: self.sensors.status(&engine, t),
+            sensors,
             reloads: self.counts.reloads,
             last_reload_error: self.counts.last_reload_error.clone(),
             prefix_builds: stats.builds,
@@ -56,7 +56,6 @@ impl Daemon {
             frame_source: self.feed.status(),
             threads: self.health.snapshot(),
         };
-        drop(engine);
         *self.shared.status() = status;
     }
 }
