@@ -61,6 +61,27 @@ impl Image {
         channels: usize,
         bytes: &[u8],
     ) -> Result<Self, ImageError> {
+        let mut image = Image {
+            height: 0,
+            width: 0,
+            data: Vec::new(),
+        };
+        image.fill_from_u8(height, width, channels, bytes)?;
+        Ok(image)
+    }
+
+    /// [`Image::from_u8`] into this image's buffer (a frame source reuses one image per frame
+    /// instead of allocating). On error the image is left empty.
+    pub fn fill_from_u8(
+        &mut self,
+        height: usize,
+        width: usize,
+        channels: usize,
+        bytes: &[u8],
+    ) -> Result<(), ImageError> {
+        self.data.clear();
+        self.height = 0;
+        self.width = 0;
         if channels != 1 && channels != 3 {
             return Err(ImageError::Channels { channels });
         }
@@ -76,19 +97,16 @@ impl Image {
                 channels,
             });
         }
-        let data = if channels == 3 {
-            bytes.iter().map(|&b| f32::from(b) / 255.0).collect()
+        if channels == 3 {
+            self.data
+                .extend(bytes.iter().map(|&b| f32::from(b) / 255.0));
         } else {
-            bytes
-                .iter()
-                .flat_map(|&b| [f32::from(b) / 255.0; 3])
-                .collect()
-        };
-        Ok(Image {
-            height,
-            width,
-            data,
-        })
+            self.data
+                .extend(bytes.iter().flat_map(|&b| [f32::from(b) / 255.0; 3]));
+        }
+        self.height = height;
+        self.width = width;
+        Ok(())
     }
 
     /// To 8-bit RGB: clip to [0, 1], scale by 255, truncate (as `np.uint8(np.clip(x,0,1)*255)`).

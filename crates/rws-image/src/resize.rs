@@ -39,7 +39,7 @@ pub fn resize_cv_window(
             };
             (-1..=2).map(|k| (at(k), cub(t - k as f64))).collect()
         } else {
-            vec![(at(0), 1.0 - t), (at(1), t)]
+            linear_taps(o, n_in, n_out).to_vec()
         }
     };
     let tx: Vec<_> = (x0..x0 + ww).map(|x| taps(x, w, ow)).collect();
@@ -57,6 +57,17 @@ pub fn resize_cv_window(
         }
     }
     out
+}
+
+/// The two source samples and weights of output coordinate `o` for a bilinear resize from
+/// `n_in` to `n_out` samples (half-pixel centres, edges replicated): the one definition both
+/// [`resize_cv`] and the fused frame path ([`crate::tensor::ToInput`]) use.
+pub fn linear_taps(o: usize, n_in: usize, n_out: usize) -> [(usize, f64); 2] {
+    let f = (o as f64 + 0.5) * n_in as f64 / n_out as f64 - 0.5;
+    let i0 = f.floor();
+    let t = f - i0;
+    let at = |k: isize| (i0 as isize + k).clamp(0, n_in as isize - 1) as usize;
+    [(at(0), 1.0 - t), (at(1), t)]
 }
 
 /// Bilinear resize with half-pixel centres (OpenCV `INTER_LINEAR`) of one plane.

@@ -29,7 +29,13 @@ pub struct Arch {
     pub side: usize,
     pub classes: usize,
     pub stages: Vec<Stage>,
+    /// A BatchNormalization after every convolution (PyTorch's `vgg*_bn` numbering: conv `i`,
+    /// BatchNorm `i+1`, ReLU `i+2`).
+    pub batch_norm: bool,
 }
+
+/// A BatchNormalization's parameters, in ONNX input order, by their PyTorch names.
+const BN_PARAMS: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
 
 /// A named f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +66,7 @@ impl Arch {
                 Conv(32),
                 Pool,
             ],
+            batch_norm: false,
         }
     }
 
@@ -77,15 +84,44 @@ impl Arch {
                 .iter()
                 .map(|&c| if c == 0 { Pool } else { Conv(c) })
                 .collect(),
+            batch_norm: false,
         }
     }
 
-    /// By name: `demo` or `vgg16`.
+    /// VGG-11 with BatchNorm at half width for 224×224 inputs and 1000 classes (ImageNet
+    /// layout), 15.0 M parameters, ~1.9 G multiply-adds: a model of the size and shape edge
+    /// deployments run, with the BatchNorm layers tract folds into the convolutions.
+    pub fn vgg11_bn_224() -> Self {
+        use Stage::*;
+        let cfg = [32, 0, 64, 0, 128, 128, 0, 256, 256, 0, 256, 256, 0];
+        Arch {
+            name: "vgg11-bn-224".into(),
+            side: 224,
+            classes: 1000,
+            stages: cfg
+                .iter()
+                .map(|&c| if c == 0 { Pool } else { Conv(c) })
+                .collect(),
+            batch_norm: true,
+        }
+    }
+
+    /// By name: `demo`, `vgg16` or `vgg11-bn-224`.
     pub fn by_name(name: &str) -> Option<Self> {
         match name {
             "demo" | "vgg-demo" => Some(Self::demo()),
             "vgg16" => Some(Self::vgg16()),
+            "vgg11-bn-224" => Some(Self::vgg11_bn_224()),
             _ => None,
+        }
+    }
+
+    /// Sequential indices one convolution takes (conv, [BatchNorm,] ReLU).
+    fn conv_step(&self) -> usize {
+        if self.batch_norm {
+            3
+        } else {
+            2
         }
     }
 
@@ -99,7 +135,7 @@ impl Arch {
                 Stage::Conv(c) => {
                     out.push((idx, ch, c));
                     ch = c;
-                    idx += 2;
+                    idx += self.conv_step();
                 }
                 Stage::Pool => idx += 1,
             }
@@ -120,6 +156,11 @@ impl Arch {
         for (i, cin, cout) in self.convs() {
             out.push((format!("features.{i}.weight"), vec![cout, cin, 3, 3]));
             out.push((format!("features.{i}.bias"), vec![cout]));
+            if self.batch_norm {
+                for p in BN_PARAMS {
+                    out.push((format!("features.{}.{p}", i + 1), vec![cout]));
+                }
+            }
         }
         let (ch, side) = self.features_out();
         out.push((
@@ -139,7 +180,11 @@ impl Arch {
             .map(|(name, shape)| {
                 let n: usize = shape.iter().product();
                 let fan_in: usize = shape[1..].iter().product::<usize>().max(1);
-                let values: Vec<f32> = if name.ends_with("bias") {
+                let values: Vec<f32> = if name.ends_with("running_var")
+                    || (shape.len() == 1 && name.ends_with("weight"))
+                {
+                    vec![1.0; n]
+                } else if name.ends_with("bias") || name.ends_with("running_mean") {
                     vec![0.0; n]
                 } else if name.starts_with("features") {
                     let std = (2.0 / fan_in as f64).sqrt();
@@ -183,10 +228,19 @@ impl Arch {
                     );
                     n.attribute = vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])];
                     nodes.push(n);
-                    let relu = format!("features.{}", idx + 1);
-                    nodes.push(node("Relu", &[&out], &relu));
+                    let mut act = out;
+                    if self.batch_norm {
+                        let bn = format!("features.{}", idx + 1);
+                        let mut inputs = vec![act.clone()];
+                        inputs.extend(BN_PARAMS.iter().map(|p| format!("{bn}.{p}")));
+                        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                        nodes.push(node("BatchNormalization", &refs, &bn));
+                        act = bn;
+                    }
+                    let relu = format!("features.{}", idx + self.conv_step() - 1);
+                    nodes.push(node("Relu", &[&act], &relu));
                     cur = relu;
-                    idx += 2;
+                    idx += self.conv_step();
                 }
                 Stage::Pool => {
                     let out = format!("features.{idx}");

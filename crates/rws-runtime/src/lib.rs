@@ -24,7 +24,7 @@ pub mod session;
 pub mod split;
 pub mod tract;
 
-pub use runtime::{read_model_mapped, Runtime, RuntimeError, RuntimeOptions};
-pub use session::{Controller, FrameOutput, Session, SessionStats};
+pub use runtime::{read_model_checked, read_model_mapped, Runtime, RuntimeError, RuntimeOptions};
+pub use session::{Controller, FrameInfo, FrameOutput, Session, SessionStats};
 pub use split::{CutSource, Split, SplitError};
 pub use tract::WholeModel;

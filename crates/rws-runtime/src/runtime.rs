@@ -61,6 +61,9 @@ pub enum RuntimeError {
     CoefficientCount { expected: usize, got: usize },
     #[error(transparent)]
     Patch(#[from] PatchError),
+    /// The model file is not the one its manifest or config names.
+    #[error(transparent)]
+    Checksum(#[from] rws_signature::manifest::ManifestError),
     /// The prefix worker thread could not be started.
     #[error("starting the prefix worker thread: {0}")]
     WorkerSpawn(String),
@@ -72,6 +75,9 @@ pub struct RuntimeOptions {
     /// The input shape, when the model declares symbolic dimensions other than a leading batch
     /// dimension (which is taken as 1).
     pub input_shape: Option<Vec<usize>>,
+    /// What the model file must be (from the manifest or the config), checked on the mapped
+    /// bytes just before they are decoded: one read of the file does both.
+    pub model_expected: Option<rws_signature::manifest::Expected>,
 }
 
 /// A loaded model with its signatures, ready to build prefix plans. Shared by sessions.
@@ -102,6 +108,16 @@ impl<B: Backend> std::fmt::Debug for Runtime<B> {
 /// Reads an ONNX file through a read-only memory map; the protobuf decoder copies what it keeps,
 /// so the map is released once the model is parsed.
 pub fn read_model_mapped(path: &Path) -> Result<OnnxModel, RuntimeError> {
+    read_model_checked(path, None)
+}
+
+/// [`read_model_mapped`], first checking the mapped bytes against `expected`: the checksum pass
+/// pages the file in, and the decoder reads the same pages, so the file is read from storage
+/// once.
+pub fn read_model_checked(
+    path: &Path,
+    expected: Option<&rws_signature::manifest::Expected>,
+) -> Result<OnnxModel, RuntimeError> {
     let io = |e: std::io::Error| RuntimeError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -110,6 +126,9 @@ pub fn read_model_mapped(path: &Path) -> Result<OnnxModel, RuntimeError> {
     // SAFETY: read-only private map, decoded at once; model files are replaced by rename, never
     // rewritten in place (docs/deploy.md).
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    if let Some(e) = expected {
+        e.check_bytes(path, &map)?;
+    }
     Ok(OnnxModel::from_bytes(&map, path)?)
 }
 
@@ -174,7 +193,7 @@ impl<B: Backend> Runtime<B> {
         sigs: Vec<SignatureFile>,
         opts: &RuntimeOptions,
     ) -> Result<Self, RuntimeError> {
-        let model = read_model_mapped(path)?;
+        let model = read_model_checked(path, opts.model_expected.as_ref())?;
         Self::from_model(model, sigs, opts)
     }
 
@@ -226,11 +245,10 @@ impl<B: Backend> Runtime<B> {
         };
         let patched: HashSet<String> = targets.iter().map(|(t, _)| t.clone()).collect();
         let split =
-            split::split(model.proto(), &patched).map_err(|source| RuntimeError::Split {
+            split::split(model.into_proto(), &patched).map_err(|source| RuntimeError::Split {
                 path: path.clone(),
                 source,
             })?;
-        drop(model);
         let cut = split.cut.clone();
         let patch_targets: Vec<PatchTarget<'_>> = targets
             .iter()

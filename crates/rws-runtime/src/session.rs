@@ -8,9 +8,10 @@
 //! never waits for the worker), then runs the whole frame on the plan it holds, so every frame
 //! sees exactly one coefficient set. Replaced plans go back to the worker to be freed, so the
 //! frame thread does not pay for deallocating them; replaced run states are dropped on the frame
-//! thread, which ran them (below). All-zero coefficients publish the clean
-//! prefix at once, without a build. The worker keeps the last few built plans, so switching back
-//! to a recent set costs no build.
+//! thread, which ran them (below). All-zero coefficients are served by the worker from the clean
+//! prefix, without a build (only its run state is made, there too: nothing of tract's is set up
+//! on the requesting thread). The worker keeps the last few built plans, so switching back to a
+//! recent set costs no build.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -106,6 +107,17 @@ pub struct FrameOutput {
     pub swap: Duration,
 }
 
+/// What a frame ran on, from [`Session::run_into`] (the logits went to the caller's buffer).
+#[derive(Clone, Debug)]
+pub struct FrameInfo {
+    /// Generation of the coefficient set the frame ran on (0: clean, before any request).
+    pub generation: u64,
+    /// The coefficients the frame ran on, one per signature.
+    pub alphas: Arc<[f32]>,
+    /// Time spent taking a new plan at the start of the frame (zero when none was ready).
+    pub swap: Duration,
+}
+
 /// A frame loop over a [`Runtime`]. Not `Sync`: one thread runs frames; any thread may hold a
 /// [`Controller`] to change coefficients.
 pub struct Session<B: Backend = Tract> {
@@ -180,16 +192,31 @@ impl<B: Backend> Session<B> {
     /// Runs one frame (`input` of the runtime's input shape) on one coefficient set: the newest
     /// finished one if the worker has published it, otherwise the one the last frame used.
     pub fn run(&mut self, input: &[f32]) -> Result<FrameOutput, RuntimeError> {
-        let swap = self.take_ready()?;
         let mut logits = Vec::new();
+        let info = self.run_into(input, &mut logits)?;
+        Ok(FrameOutput {
+            logits,
+            generation: info.generation,
+            alphas: info.alphas,
+            swap: info.swap,
+        })
+    }
+
+    /// [`Session::run`] with the logits written to `logits` (reused from frame to frame: the
+    /// frame loop's own work allocates nothing).
+    pub fn run_into(
+        &mut self,
+        input: &[f32],
+        logits: &mut Vec<f32>,
+    ) -> Result<FrameInfo, RuntimeError> {
+        let swap = self.take_ready()?;
         self.shared.rt.run_states(
             &mut self.prefix_state,
             self.suffix_state.as_mut(),
             input,
-            &mut logits,
-        )?;
-        Ok(FrameOutput {
             logits,
+        )?;
+        Ok(FrameInfo {
             generation: self.current.generation,
             alphas: self.current.alphas.clone(),
             swap,
@@ -300,16 +327,6 @@ impl<B: Backend> Controller<B> {
             alphas[index] += alpha;
         }
         let alphas: Arc<[f32]> = alphas.into();
-        let clean = alphas.iter().all(|&a| a == 0.0);
-        // The clean prefix is kept once and never rebuilt; its run state is made before taking
-        // the lock, so the lock is only ever held for field updates.
-        let clean_ready = if clean {
-            let plan = self.shared.rt.clean_prefix().clone();
-            let state = self.shared.rt.spawn(&plan)?;
-            Some((plan, state))
-        } else {
-            None
-        };
         let mut st = self.shared.lock();
         st.requested += 1;
         st.stats.requests += 1;
@@ -317,22 +334,9 @@ impl<B: Backend> Controller<B> {
         if st.pending.is_some() {
             st.stats.coalesced += 1;
         }
-        if let Some((plan, state)) = clean_ready {
-            st.pending = None;
-            st.stats.reused += 1;
-            st.ready = Some((
-                Arc::new(Prefix {
-                    generation,
-                    alphas,
-                    plan,
-                }),
-                state,
-            ));
-        } else {
-            st.pending = Some((generation, alphas));
-            drop(st);
-            self.shared.wake.notify_one();
-        }
+        st.pending = Some((generation, alphas));
+        drop(st);
+        self.shared.wake.notify_one();
         Ok(generation)
     }
 }
@@ -357,12 +361,20 @@ fn worker<B: Backend>(shared: &Shared<B>) {
             }
         };
         let start = Instant::now();
-        let cached = cache
+        // All zero: the clean prefix, kept once and never rebuilt (nor cached).
+        let clean = alphas
             .iter()
-            .position(|(a, _)| same_bits(a, &alphas))
-            .and_then(|i| cache.remove(i));
+            .all(|&a| a == 0.0)
+            .then(|| shared.rt.clean_prefix().clone());
+        let cached = clean.or_else(|| {
+            cache
+                .iter()
+                .position(|(a, _)| same_bits(a, &alphas))
+                .and_then(|i| cache.remove(i))
+                .map(|(_, plan)| plan)
+        });
         let (built, reused) = match cached {
-            Some((_, plan)) => (Ok(plan), true),
+            Some(plan) => (Ok(plan), true),
             None => (shared.rt.build_prefix(&alphas), false),
         };
         // The run state is made here too, so the frame thread only swaps pointers.
@@ -377,8 +389,10 @@ fn worker<B: Backend>(shared: &Shared<B>) {
                     st.stats.builds += 1;
                     st.stats.last_build_ms = ms;
                 }
-                cache.push_front((alphas.clone(), plan.clone()));
-                cache.truncate(PLAN_CACHE);
+                if !Arc::ptr_eq(&plan, shared.rt.clean_prefix()) {
+                    cache.push_front((alphas.clone(), plan.clone()));
+                    cache.truncate(PLAN_CACHE);
+                }
                 if generation == st.requested {
                     let prefix = Prefix {
                         generation,

@@ -8,7 +8,7 @@
 //! split; what cannot be split is a patched tensor read inside a subgraph (`If`, `Loop`, `Scan`),
 //! a patched tensor held in a `Constant` node, or a graph output computed before the cut.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use crate::onnx::pb;
 
@@ -81,9 +81,11 @@ fn has_subgraph(node: &pb::NodeProto) -> bool {
         .any(|a| a.g.is_some() || !a.graphs.is_empty())
 }
 
-/// Splits `model` so that every tensor in `patched` is read only by prefix nodes.
-pub fn split(model: &pb::ModelProto, patched: &HashSet<String>) -> Result<Split, SplitError> {
-    let graph = model.graph.as_ref().ok_or(SplitError::Empty)?;
+/// Splits `model` so that every tensor in `patched` is read only by prefix nodes. The model is
+/// taken by value and its nodes and initializers are moved into the two halves, not copied: on a
+/// 1–2 GB device a second copy of a large model's weights at load is what would not fit.
+pub fn split(mut model: pb::ModelProto, patched: &HashSet<String>) -> Result<Split, SplitError> {
+    let graph = model.graph.take().ok_or(SplitError::Empty)?;
     let nodes = &graph.node;
     if nodes.is_empty() {
         return Err(SplitError::Empty);
@@ -117,30 +119,31 @@ pub fn split(model: &pb::ModelProto, patched: &HashSet<String>) -> Result<Split,
             op: n.op_type.clone(),
         });
     }
-    build(model, graph, last)
+    build(&model, graph, last)
 }
 
-fn build(model: &pb::ModelProto, graph: &pb::GraphProto, last: usize) -> Result<Split, SplitError> {
+/// What [`build`] decides before moving anything: the cut and where each suffix input comes
+/// from.
+struct Plan {
+    cut: Vec<String>,
+    prefix_outputs: Vec<pb::ValueInfoProto>,
+    suffix_inputs: Vec<CutSource>,
+    prefix_inputs: Vec<pb::ValueInfoProto>,
+}
+
+fn plan(graph: &pb::GraphProto, last: usize) -> Result<Plan, SplitError> {
     let (pre_nodes, suf_nodes) = graph.node.split_at(last + 1);
     let produced: HashSet<&str> = pre_nodes
         .iter()
         .flat_map(|n| n.output.iter().map(String::as_str))
         .collect();
     let model_inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
-    let graph_outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-
-    if suf_nodes.is_empty() {
-        let prefix = subgraph_model(model, graph, pre_nodes, &graph.input, &graph.output);
-        return Ok(Split {
-            prefix,
-            suffix: None,
-            suffix_inputs: Vec::new(),
-            last_prefix_node: last,
-            cut: Vec::new(),
-        });
-    }
-    if let Some(o) = graph_outputs.iter().find(|o| produced.contains(**o)) {
-        return Err(SplitError::OutputInPrefix(o.to_string()));
+    if let Some(o) = graph
+        .output
+        .iter()
+        .find(|o| produced.contains(o.name.as_str()))
+    {
+        return Err(SplitError::OutputInPrefix(o.name.clone()));
     }
     // Tensors read by the suffix that the prefix computes or the model takes as input, in the
     // order the suffix first reads them (deterministic).
@@ -163,21 +166,87 @@ fn build(model: &pb::ModelProto, graph: &pb::GraphProto, last: usize) -> Result<
             prefix_outputs.push(untyped(name));
         }
     }
-    let pre_inputs: Vec<pb::ValueInfoProto> = graph
+    let prefix_inputs = graph
         .input
         .iter()
         .filter(|i| pre_nodes.iter().any(|n| n.input.contains(&i.name)))
         .cloned()
         .collect();
-    let prefix = subgraph_model(model, graph, pre_nodes, &pre_inputs, &prefix_outputs);
-    let suf_inputs: Vec<pb::ValueInfoProto> = cut.iter().map(|c| untyped(c)).collect();
-    let suffix = subgraph_model(model, graph, suf_nodes, &suf_inputs, &graph.output);
+    Ok(Plan {
+        cut,
+        prefix_outputs,
+        suffix_inputs,
+        prefix_inputs,
+    })
+}
+
+fn build(
+    model: &pb::ModelProto,
+    mut graph: pb::GraphProto,
+    last: usize,
+) -> Result<Split, SplitError> {
+    if last + 1 == graph.node.len() {
+        let (inputs, outputs) = (
+            std::mem::take(&mut graph.input),
+            std::mem::take(&mut graph.output),
+        );
+        let nodes = std::mem::take(&mut graph.node);
+        let read = reads(&nodes);
+        let inits = std::mem::take(&mut graph.initializer)
+            .into_iter()
+            .filter(|t| read.contains(&t.name))
+            .collect();
+        let prefix = subgraph_model(model, &graph.name, nodes, inits, inputs, outputs);
+        return Ok(Split {
+            prefix,
+            suffix: None,
+            suffix_inputs: Vec::new(),
+            last_prefix_node: last,
+            cut: Vec::new(),
+        });
+    }
+    let p = plan(&graph, last)?;
+    let suf_nodes = graph.node.split_off(last + 1);
+    let pre_nodes = std::mem::take(&mut graph.node);
+    // Each initializer goes to the half that reads it, moved; one read on both sides of the cut
+    // (rare: a shared constant) is the only copy made.
+    let (pre_reads, suf_reads) = (reads(&pre_nodes), reads(&suf_nodes));
+    let (mut pre_inits, mut suf_inits) = (Vec::new(), Vec::new());
+    for t in std::mem::take(&mut graph.initializer) {
+        match (pre_reads.contains(&t.name), suf_reads.contains(&t.name)) {
+            (true, true) => {
+                suf_inits.push(t.clone());
+                pre_inits.push(t);
+            }
+            (true, false) => pre_inits.push(t),
+            (false, true) => suf_inits.push(t),
+            (false, false) => {}
+        }
+    }
+    let suf_inputs: Vec<pb::ValueInfoProto> = p.cut.iter().map(|c| untyped(c)).collect();
+    let outputs = std::mem::take(&mut graph.output);
+    let prefix = subgraph_model(
+        model,
+        &graph.name,
+        pre_nodes,
+        pre_inits,
+        p.prefix_inputs,
+        p.prefix_outputs,
+    );
+    let suffix = subgraph_model(
+        model,
+        &graph.name,
+        suf_nodes,
+        suf_inits,
+        suf_inputs,
+        outputs,
+    );
     Ok(Split {
         prefix,
         suffix: Some(suffix),
-        suffix_inputs,
+        suffix_inputs: p.suffix_inputs,
         last_prefix_node: last,
-        cut,
+        cut: p.cut,
     })
 }
 
@@ -189,36 +258,32 @@ fn untyped(name: &str) -> pb::ValueInfoProto {
     }
 }
 
-/// A model with `nodes`, the initializers they read, and the given inputs and outputs.
+/// The tensor names `nodes` read.
+fn reads(nodes: &[pb::NodeProto]) -> HashSet<String> {
+    nodes.iter().flat_map(|n| n.input.iter().cloned()).collect()
+}
+
+/// A model of `nodes` with their initializers, inputs and outputs, and `model`'s header.
 fn subgraph_model(
     model: &pb::ModelProto,
-    graph: &pb::GraphProto,
-    nodes: &[pb::NodeProto],
-    inputs: &[pb::ValueInfoProto],
-    outputs: &[pb::ValueInfoProto],
+    name: &str,
+    nodes: Vec<pb::NodeProto>,
+    initializer: Vec<pb::TensorProto>,
+    input: Vec<pb::ValueInfoProto>,
+    output: Vec<pb::ValueInfoProto>,
 ) -> pb::ModelProto {
-    let read: BTreeSet<&str> = nodes
-        .iter()
-        .flat_map(|n| n.input.iter().map(String::as_str))
-        .collect();
-    let g = pb::GraphProto {
-        name: graph.name.clone(),
-        node: nodes.to_vec(),
-        initializer: graph
-            .initializer
-            .iter()
-            .filter(|t| read.contains(t.name.as_str()))
-            .cloned()
-            .collect(),
-        input: inputs.to_vec(),
-        output: outputs.to_vec(),
-        ..Default::default()
-    };
     pb::ModelProto {
         ir_version: model.ir_version,
         opset_import: model.opset_import.clone(),
         producer_name: model.producer_name.clone(),
-        graph: Some(g),
+        graph: Some(pb::GraphProto {
+            name: name.to_string(),
+            node: nodes,
+            initializer,
+            input,
+            output,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -244,7 +309,7 @@ mod tests {
 
     #[test]
     fn cut_follows_the_relu_after_the_last_patched_conv() {
-        let s = split(&demo(), &set(&["features.0.weight", "features.2.weight"])).unwrap();
+        let s = split(demo(), &set(&["features.0.weight", "features.2.weight"])).unwrap();
         // Conv0, Relu1, Conv2, Relu3 are in the prefix; the cut is the ReLU's output.
         assert_eq!(s.last_prefix_node, 3);
         assert_eq!(s.cut, ["features.3"]);
@@ -260,7 +325,7 @@ mod tests {
 
     #[test]
     fn patching_the_classifier_puts_everything_in_the_prefix() {
-        let s = split(&demo(), &set(&["classifier.weight"])).unwrap();
+        let s = split(demo(), &set(&["classifier.weight"])).unwrap();
         assert!(s.suffix.is_none());
         assert_eq!(s.prefix.graph.unwrap().output[0].name, "logits");
     }
@@ -273,11 +338,11 @@ mod tests {
         c.output = vec!["k".into()];
         g.node.insert(0, c);
         assert_eq!(
-            split(&m, &set(&["k"])).unwrap_err(),
+            split(m, &set(&["k"])).unwrap_err(),
             SplitError::InConstant("k".into())
         );
         assert_eq!(
-            split(&demo(), &set(&["nope"])).unwrap_err(),
+            split(demo(), &set(&["nope"])).unwrap_err(),
             SplitError::Unused("nope".into())
         );
         let mut m = demo();
@@ -288,7 +353,7 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(
-            split(&m, &set(&["features.2.weight"])).unwrap_err(),
+            split(m, &set(&["features.2.weight"])).unwrap_err(),
             SplitError::Subgraph { .. }
         ));
     }

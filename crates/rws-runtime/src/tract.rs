@@ -70,8 +70,12 @@ impl Backend for Tract {
         input_shape: &[usize],
         targets: &[PatchTarget<'_>],
     ) -> Result<Self, RuntimeError> {
+        let t = std::time::Instant::now();
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
         let typed_prefix = type_model(path, &split.prefix, input_shape)?;
-        let suffix = match &split.suffix {
+        log::debug!("{}: prefix typed in {:.1} ms", path.display(), ms(t));
+        let t = std::time::Instant::now();
+        let suffix = match split.suffix {
             None => None,
             Some(proto) => Some(build_suffix(
                 path,
@@ -81,8 +85,11 @@ impl Backend for Tract {
                 &split.suffix_inputs,
             )?),
         };
+        log::debug!("{}: suffix built in {:.1} ms", path.display(), ms(t));
+        let t = std::time::Instant::now();
         let clean_prefix = optimize(path, typed_prefix.clone())?;
         let source = prefix_source(path, typed_prefix, split.prefix, targets)?;
+        log::debug!("{}: clean prefix built in {:.1} ms", path.display(), ms(t));
         Ok(Tract {
             path: path.to_path_buf(),
             input_shape: input_shape.to_vec(),
@@ -255,15 +262,15 @@ fn substitute(
 }
 
 /// The optimized suffix. Its inputs get their element type here (ONNX graph inputs must have
-/// one); their shapes come from the typed prefix.
+/// one); their shapes come from the typed prefix. The protobuf is dropped as soon as tract has
+/// read it, before typing and optimizing, so its weights are never held three times.
 fn build_suffix(
     path: &Path,
     typed_prefix: &TypedModel,
     input_shape: &[usize],
-    proto: &pb::ModelProto,
+    mut proto: pb::ModelProto,
     sources: &[CutSource],
 ) -> Result<Arc<Plan>, RuntimeError> {
-    let mut proto = proto.clone();
     if let Some(g) = proto.graph.as_mut() {
         for input in &mut g.input {
             *input = onnx::build::value_info(&input.name, &[]);
@@ -278,6 +285,7 @@ fn build_suffix(
         .with_ignore_value_info(true)
         .model_for_proto_model(&proto)
         .map_err(tract_err(path, "reading the suffix"))?;
+    drop(proto);
     for (i, src) in sources.iter().enumerate() {
         let fact = cut_fact(path, typed_prefix, input_shape, src)?;
         suffix = suffix

@@ -167,8 +167,17 @@ fn session_switches_and_takes_everything_off_exactly() {
         .run_with(&rt.build_prefix(&[0.4, 0.5]).unwrap(), &x)
         .unwrap();
     assert_eq!(out.logits, want);
+    // All off: served from the clean prefix by the worker (no build), so it is ready at once.
+    let builds = s.stats().builds;
     s.set_coefficients(&[]).unwrap();
+    assert!(s.wait_ready(Duration::from_secs(30)));
+    assert_eq!(
+        s.stats().builds,
+        builds,
+        "the clean prefix is never built again"
+    );
     let back = s.run(&x).unwrap();
+    assert_eq!(back.generation, 5);
     assert_eq!(
         back.logits, clean.logits,
         "taking every signature off is exact"

@@ -53,13 +53,71 @@ fn err(path: &Path, field: impl Into<String>, reason: impl Into<String>) -> Mani
     }
 }
 
-/// CRC-32C of a file, as 8 hex digits, and its length.
+/// CRC-32C of a file, as 8 hex digits, and its length, streamed through a 64 KiB buffer (a
+/// model of hundreds of megabytes is never held in memory to be checksummed).
 pub fn checksum(path: &Path) -> Result<(String, u64), ManifestError> {
-    let bytes = std::fs::read(path).map_err(|e| err(path, "file", e.to_string()))?;
-    Ok((
-        format!("{:08x}", crc32c::crc32c(&bytes)),
-        bytes.len() as u64,
-    ))
+    use std::io::Read;
+    let io = |e: std::io::Error| err(path, "file", e.to_string());
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut crc, mut len) = (0u32, 0u64);
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        len += n as u64;
+    }
+    Ok((format!("{crc:08x}"), len))
+}
+
+/// A CRC-32C as the manifest writes it (8 hex digits, either case).
+pub fn parse_crc(text: &str) -> Option<u32> {
+    (text.len() == 8 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u32::from_str_radix(text, 16).ok())
+        .flatten()
+}
+
+/// What a file must be, and who says so: checked where the file is read anyway (the model as
+/// it is decoded, a signature as the format validates it), so no file is read twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    pub crc32c: u32,
+    pub bytes: Option<u64>,
+    /// Who states it, for the error: `the manifest`, `model.crc32c in <config>`.
+    pub by: String,
+}
+
+impl Expected {
+    /// Compares a file's length and CRC-32C with what is expected of it.
+    pub fn check(&self, path: &Path, crc32c: u32, len: u64) -> Result<(), ManifestError> {
+        if let Some(bytes) = self.bytes.filter(|&b| b != len) {
+            return Err(err(
+                path,
+                "bytes",
+                format!("{} says {bytes} bytes, file has {len}", self.by),
+            ));
+        }
+        if crc32c != self.crc32c {
+            return Err(err(
+                path,
+                "crc32c",
+                format!(
+                    "{} says {:08x}, file has {crc32c:08x}",
+                    self.by, self.crc32c
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks bytes in memory (a mapped file) against what is expected.
+    pub fn check_bytes(&self, path: &Path, data: &[u8]) -> Result<(), ManifestError> {
+        self.check(path, crc32c::crc32c(data), data.len() as u64)
+    }
 }
 
 /// A name of a file in the manifest's own directory: no separators, no `..`, not empty.
@@ -79,6 +137,9 @@ impl Manifest {
                 e.to_string(),
             )
         })?;
+        if parse_crc(&m.model.crc32c).is_none() {
+            return Err(err(path, "model.crc32c", "must be 8 hex digits"));
+        }
         if !plain_file_name(&m.model.file) {
             return Err(err(
                 path,
@@ -95,6 +156,13 @@ impl Manifest {
                     path,
                     format!("signatures[{i}].corruption"),
                     format!("'{}' listed twice", s.corruption),
+                ));
+            }
+            if parse_crc(&s.crc32c).is_none() {
+                return Err(err(
+                    path,
+                    format!("signatures[{i}].crc32c"),
+                    "must be 8 hex digits",
                 ));
             }
             if !plain_file_name(&s.file) {
@@ -122,8 +190,27 @@ impl Manifest {
         self.signatures.iter().find(|s| s.corruption == corruption)
     }
 
-    /// Checks every listed file against its length and checksum; `dir` is the manifest's
-    /// directory.
+    /// What the manifest says of its model.
+    pub fn model_expected(&self) -> Expected {
+        Expected {
+            crc32c: parse_crc(&self.model.crc32c).unwrap_or_default(),
+            bytes: Some(self.model.bytes),
+            by: "the manifest".into(),
+        }
+    }
+
+    /// What the manifest says of a signature file.
+    pub fn signature_expected(entry: &SignatureEntry) -> Expected {
+        Expected {
+            crc32c: parse_crc(&entry.crc32c).unwrap_or_default(),
+            bytes: Some(entry.bytes),
+            by: "the manifest".into(),
+        }
+    }
+
+    /// Checks every listed file against its length and checksum, each streamed; `dir` is the
+    /// manifest's directory (`rws verify`, tools; the daemon checks each file it uses as it
+    /// reads it instead).
     pub fn verify_files(&self, dir: &Path) -> Result<(), ManifestError> {
         let files = std::iter::once((&self.model.file, &self.model.crc32c, self.model.bytes))
             .chain(

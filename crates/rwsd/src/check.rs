@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use rws_runtime::{compat, read_model_mapped, split, RuntimeError};
+use rws_runtime::{compat, read_model_checked, split, RuntimeError};
 use rws_signature::SignatureFile;
 
 use crate::config::Config;
@@ -28,11 +28,11 @@ pub enum CheckError {
 /// Checks `cfg`'s signatures and model; returns a summary of what was checked.
 pub fn check(cfg: &Config) -> Result<String, CheckError> {
     let sigs = cfg.open_signatures().map_err(CheckError::Config)?;
-    let model = read_model_mapped(&cfg.model)?;
+    let model = read_model_checked(&cfg.model, Some(&cfg.model_expected))?;
     let refs: Vec<&SignatureFile> = sigs.iter().collect();
     let patcher = compat::bind(&model, &refs)?;
     let patched: HashSet<String> = patcher.targets().iter().map(|t| t.name.clone()).collect();
-    let cut = split::split(model.proto(), &patched).map_err(|source| CheckError::Split {
+    let cut = split::split(model.into_proto(), &patched).map_err(|source| CheckError::Split {
         path: cfg.model.clone(),
         source,
     })?;

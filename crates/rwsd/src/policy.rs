@@ -286,6 +286,13 @@ impl Engine {
 
     /// The coefficients at time `t`, one per [`Self::signatures`] entry.
     pub fn evaluate(&mut self, t: f64) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.signatures.len());
+        self.evaluate_into(t, &mut out);
+        out
+    }
+
+    /// [`Self::evaluate`] into `out` (the frame loop reuses one buffer).
+    pub fn evaluate_into(&mut self, t: f64, out: &mut Vec<f64>) {
         let dt = self.last_t.map_or(0.0, |l| (t - l).max(0.0));
         self.last_t = Some(t);
         self.overrides.retain(|_, o| o.until.is_none_or(|u| t < u));
@@ -315,7 +322,8 @@ impl Engine {
         } else {
             1.0
         };
-        self.alpha.iter().map(|a| a * scale).collect()
+        out.clear();
+        out.extend(self.alpha.iter().map(|a| a * scale));
     }
 }
 

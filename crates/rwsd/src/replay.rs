@@ -21,6 +21,20 @@ pub fn line(t: f64, names: &[String], alphas: &[f64]) -> String {
     s
 }
 
+/// [`line`] and a newline written straight to `w` (the daemon's trace: no string per frame).
+pub fn write_line(
+    w: &mut impl std::io::Write,
+    t: f64,
+    names: &[String],
+    alphas: &[f64],
+) -> std::io::Result<()> {
+    write!(w, "t={t}")?;
+    for (n, a) in names.iter().zip(alphas) {
+        write!(w, " {n}={a:.3}")?;
+    }
+    writeln!(w)
+}
+
 /// The trace of `events` (each with a log time; events without one count but do not move the
 /// clock), evaluated every second from 0 to `tail` seconds past the last event.
 pub fn trace(engine: &mut Engine, sensor_names: &[String], events: &[Event], tail: f64) -> String {

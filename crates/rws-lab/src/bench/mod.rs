@@ -6,6 +6,7 @@
 //! the median of the rounds is reported. `benches/patch.rs` prints the kernel rows; `rws bench`
 //! prints the runtime report.
 
+pub mod probe;
 pub mod runtime;
 
 use std::hint::black_box;

@@ -11,7 +11,8 @@
 //!   path), and frame times while a build runs on the worker against the steady median;
 //! - the patch kernel on the model's own patched tensors against memcpy;
 //! - the cost of the alternative, loading and optimizing a full model;
-//! - RSS, measured by the caller in fresh child processes (see [`rss_probe`]).
+//! - load time, RSS and peak RSS against plain tract, and a reload's, measured by the caller in
+//!   fresh child processes ([`super::probe`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use rws_rng::Rng;
 use rws_runtime::{read_model_mapped, Runtime, RuntimeError, RuntimeOptions, Session, WholeModel};
 use rws_signature::format::{DType, FormatError, Metadata, Role, SignatureFile};
+use rws_signature::manifest::{Manifest, ModelEntry, SignatureEntry};
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,7 @@ pub struct Options {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Report {
     pub model: String,
+    pub input_shape: Vec<usize>,
     pub signatures: usize,
     pub patched_tensors: usize,
     pub patched_params: usize,
@@ -84,9 +87,38 @@ pub struct Report {
     /// Median frame time while a build ran on the worker, over the steady median.
     pub switch_window_ratio: f64,
     pub patch_vs_memcpy: f64,
+    /// Resident set after a few frames, fresh processes: rws with no signatures, rws with all
+    /// mapped and active, plain tract (MiB), and the ratios all/clean and all/plain tract.
     pub rss_clean_mb: f64,
     pub rss_all_mb: f64,
     pub rss_ratio: f64,
+    pub rss_plain_tract_mb: f64,
+    pub rss_vs_tract: f64,
+    /// The anonymous part of the resident sets (heap: weights, plans; without the binary's and
+    /// the signatures' file pages, which the kernel can drop and re-read), and its ratio.
+    pub rss_all_anon_mb: f64,
+    pub rss_plain_tract_anon_mb: f64,
+    pub rss_anon_vs_tract: f64,
+    /// Start to first frame possible (median of fresh processes): rws with all signatures
+    /// opened and checked, plain tract; and their ratio.
+    pub load_ms: f64,
+    pub load_plain_tract_ms: f64,
+    pub load_vs_tract: f64,
+    /// Peak resident set during the load (MiB): rws with all signatures, plain tract.
+    pub load_peak_mb: f64,
+    pub load_peak_plain_tract_mb: f64,
+    /// A reload as on SIGHUP (a second runtime built beside the running one, swapped in):
+    /// its peak resident set, the steady one before it, and the target `1.2 × steady + one
+    /// runtime's worth` (the steady set less the bare process's).
+    pub reload_peak_mb: f64,
+    pub reload_steady_mb: f64,
+    pub reload_peak_target_mb: f64,
+    pub reload_ms: f64,
+    /// Frames that ran during the reload, and their median and longest time over the steady
+    /// median.
+    pub reload_frames: usize,
+    pub reload_frame_ratio: f64,
+    pub reload_frame_ratio_max: f64,
     pub full_reload_ms: f64,
 }
 
@@ -104,7 +136,7 @@ pub fn signature_files(dir: &Path) -> Result<Vec<PathBuf>, BenchError> {
     Ok(files)
 }
 
-fn open_all(files: &[PathBuf]) -> Result<Vec<SignatureFile>, BenchError> {
+pub(super) fn open_all(files: &[PathBuf]) -> Result<Vec<SignatureFile>, BenchError> {
     Ok(files
         .iter()
         .map(SignatureFile::open)
@@ -112,36 +144,9 @@ fn open_all(files: &[PathBuf]) -> Result<Vec<SignatureFile>, BenchError> {
 }
 
 /// A deterministic frame of `len` values in [0, 1).
-fn frame(len: usize, seed: u64) -> Vec<f32> {
+pub(super) fn frame(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
     (0..len).map(|_| rng.uniform() as f32).collect()
-}
-
-/// Resident set size of this process in MiB (Linux; `None` elsewhere).
-pub fn current_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// What a child process reports for RSS: the runtime loaded with no signatures (`all = false`)
-/// or with every signature in `files` mapped and all of them active at once, after a few frames.
-pub fn rss_probe(model: &Path, files: &[PathBuf], all: bool) -> Result<f64, BenchError> {
-    let sigs = if all { open_all(files)? } else { Vec::new() };
-    let n = sigs.len();
-    let rt = Arc::new(Runtime::load(model, sigs, &RuntimeOptions::default())?);
-    let x = frame(rt.input_len(), 1);
-    let mut s = Session::new(rt.clone())?;
-    if n > 0 {
-        let coeffs: Vec<(usize, f32)> = (0..n).map(|i| (i, 1.0 / n as f32)).collect();
-        s.set_coefficients(&coeffs)?;
-        s.wait_ready(Duration::from_secs(60));
-    }
-    for _ in 0..3 {
-        s.run(&x)?;
-    }
-    Ok(current_rss_mb().unwrap_or(f64::NAN))
 }
 
 /// Runs the in-process part of the benchmark (everything but RSS).
@@ -172,6 +177,7 @@ pub fn run(model: &Path, files: &[PathBuf], opts: &Options) -> Result<Report, Be
 
     let mut report = Report {
         model: model.display().to_string(),
+        input_shape: shape.clone(),
         signatures: n,
         patched_tensors: rt.targets().len(),
         cut: rt.cut().to_vec(),
@@ -338,19 +344,50 @@ fn kernel_ratio(rt: &Runtime) -> f64 {
     super::time_patch(rt.signatures(), rt.clean_values(), 1, 31, "runtime").ratio
 }
 
+/// The parameters of `arch`'s first `k` convolutions (with their BatchNorms), with their roles.
+fn shallow_layers(arch: &crate::arch::Arch, k: usize) -> Vec<(String, Role, Vec<usize>)> {
+    let prefixes: Vec<String> = arch
+        .convs()
+        .iter()
+        .take(k)
+        .flat_map(|&(i, _, _)| [format!("features.{i}."), format!("features.{}.", i + 1)])
+        .collect();
+    arch.param_shapes()
+        .into_iter()
+        .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p.as_str())))
+        .map(|(n, s)| {
+            let bn = s.len() == 1 && !prefixes.iter().step_by(2).any(|p| n == format!("{p}bias"));
+            let role = match n.rsplit('.').next() {
+                Some("running_mean") => Role::BnMean,
+                Some("running_var") => Role::BnVar,
+                Some("weight") if bn => Role::BnScale,
+                Some("bias") if bn => Role::BnBias,
+                Some("bias") => Role::Bias,
+                _ => Role::Weight,
+            };
+            (n, role, s)
+        })
+        .collect()
+}
+
 /// Writes a model of architecture `arch` with seeded random weights (`model.onnx`) and 19
 /// random int8 signatures over its first five convolutions into `dir`: a stand-in for a model of
 /// that size when no trained one is at hand (timings do not depend on the values).
 pub fn make_synthetic(arch: &crate::arch::Arch, dir: &Path, seed: u64) -> Result<(), BenchError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut weights = arch.init(seed);
-    // Trained biases are small and distinct; zero ones would all be one constant to tract.
+    // Trained biases and BatchNorm statistics are small and distinct; zero ones would all be
+    // one constant to tract.
     let mut brng = Rng::new(seed ^ 0xb1a5);
     for (name, p) in weights.iter_mut() {
-        if name.ends_with("bias") {
-            p.values
-                .iter_mut()
-                .for_each(|v| *v = (brng.normal() * 0.01) as f32);
+        let mut jitter = |v: &mut f32, base: f32| *v = base + (brng.normal() * 0.01) as f32;
+        if p.shape.len() == 1 {
+            let base = if name.ends_with("running_var") || name.ends_with("weight") {
+                1.0
+            } else {
+                0.0
+            };
+            p.values.iter_mut().for_each(|v| jitter(v, base));
         }
     }
     let bytes = arch
@@ -361,27 +398,42 @@ pub fn make_synthetic(arch: &crate::arch::Arch, dir: &Path, seed: u64) -> Result
         })?;
     let model = dir.join("model.onnx");
     rws_signature::format::writer::write_atomic(&model, &bytes).map_err(io(&model))?;
-    let layers: Vec<(String, Role, Vec<usize>)> = arch
-        .param_shapes()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("features"))
-        .take(10)
-        .map(|(n, s)| {
-            let role = if n.ends_with("bias") {
-                Role::Bias
-            } else {
-                Role::Weight
-            };
-            (n, role, s)
-        })
-        .collect();
+    let layers = shallow_layers(arch, 5);
     let mut rng = Rng::new(seed ^ 0x5157);
+    let sum = |p: &Path| {
+        rws_signature::manifest::checksum(p).map_err(|e| BenchError::Setup(e.to_string()))
+    };
+    let (crc32c, bytes) = sum(&model)?;
+    let mut manifest = Manifest {
+        model: ModelEntry {
+            file: "model.onnx".into(),
+            arch: arch.name.clone(),
+            dataset: "synthetic (seeded random weights)".into(),
+            input: format!("NCHW 1x3x{0}x{0} RGB in [0,1]", arch.side),
+            crc32c,
+            bytes,
+        },
+        signatures: Vec::new(),
+    };
     for c in crate::corrupt::Corruption::ALL {
         let tensors = super::random_tensors(&layers, &mut rng);
         let mut meta = Metadata::new(c.name(), 5);
         meta.source_model = format!("{} (synthetic)", arch.name);
         let path = dir.join(format!("{}.rws", c.name()));
         rws_signature::format::write_signature(&path, &meta, &tensors, DType::I8)?;
+        let (crc32c, bytes) = sum(&path)?;
+        manifest.signatures.push(SignatureEntry {
+            corruption: c.name().into(),
+            file: format!("{}.rws", c.name()),
+            group: c.group().to_string(),
+            severity: 5,
+            crc32c,
+            bytes,
+        });
     }
-    Ok(())
+    // A manifest too, so rwsd configs (and its benches) can run the synthetic model.
+    let path = dir.join("manifest.json");
+    manifest
+        .save(&path)
+        .map_err(|e| BenchError::Setup(e.to_string()))
 }

@@ -6,7 +6,10 @@
 //! holds the validated types and the file I/O ([`Config::load`]). Errors say
 //! `file:line: key: reason`. Relative paths are resolved against the config file's directory, so
 //! a config works from any working directory. Every signature a rule or override names must be
-//! listed in the signature directory's `manifest.json`, whose checksums are verified at load.
+//! listed in the signature directory's `manifest.json`. Loading a config reads only the config and
+//! the manifest: the checksums the manifest gives are checked where each file is read anyway (a
+//! signature by the format as it validates the file, the model as the runtime maps it), and only
+//! for the files the config uses.
 
 pub mod schema;
 mod validate;
@@ -14,6 +17,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 use rws_image::tensor::Normalize;
+use rws_signature::manifest::Expected;
 use rws_signature::SignatureFile;
 
 use crate::policy::Policy;
@@ -91,8 +95,14 @@ pub struct Config {
     pub path: PathBuf,
     /// The clean ONNX model.
     pub model: PathBuf,
+    /// What the model file must be (the manifest's entry, or `model.crc32c`); checked as the
+    /// runtime reads it.
+    pub model_expected: Expected,
     /// Signature files the policy uses, in policy order: (name, path).
     pub signatures: Vec<(String, PathBuf)>,
+    /// Per entry of `signatures`, what its manifest entry says of it; checked as the file is
+    /// opened (only the files the policy uses are ever read).
+    pub signature_expected: Vec<Expected>,
     /// Class names, by output index (empty: indices are printed).
     pub labels: Vec<String>,
     /// The line of `model.labels` (for the error when their count does not fit the model).
@@ -133,8 +143,10 @@ impl Config {
     /// refused, not loaded as fog).
     pub fn open_signatures(&self) -> Result<Vec<SignatureFile>, anyhow::Error> {
         let mut out = Vec::with_capacity(self.signatures.len());
-        for (name, path) in &self.signatures {
+        for ((name, path), expected) in self.signatures.iter().zip(&self.signature_expected) {
             let sig = SignatureFile::open(path)?;
+            // The format computed the file's CRC while validating it: no second read.
+            expected.check(path, sig.file_crc32c(), sig.file_len() as u64)?;
             let held = &sig.metadata().corruption;
             if held != name {
                 return Err(FileError {

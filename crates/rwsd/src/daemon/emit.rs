@@ -2,11 +2,11 @@
 //! lines for frames that could not be read or run, the optional coefficient trace, and the
 //! accounting of writes that fail (a fault of their own, never a reason to stop).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
-use super::output::{self, FrameErrorRecord, FrameRecord};
+use super::output::{self, Alphas, FrameErrorRecord, FrameRecord, TopK};
 use super::Daemon;
+use crate::frames::FrameName;
 
 impl Daemon {
     /// A frame that could not be read or run: counted, logged and written as an error line.
@@ -42,51 +42,49 @@ impl Daemon {
         }
     }
 
+    /// Writes a frame's line from the loop's buffers (`self.top`, the session's coefficients).
     pub(super) fn emit_frame(
         &mut self,
         t: f64,
-        name: &str,
-        out: &rws_runtime::FrameOutput,
+        name: &FrameName,
+        info: &rws_runtime::FrameInfo,
         latency_ms: f64,
     ) {
         let cfg = &self.loaded.cfg;
-        let top = output::top_k(&out.logits, cfg.top_k, &cfg.labels);
-        let alpha: BTreeMap<&str, f64> = self
-            .loaded
-            .corruptions
-            .iter()
-            .zip(out.alphas.iter())
-            .filter(|(_, &a)| a != 0.0)
-            .map(|(c, &a)| (c.as_str(), output::round(f64::from(a), 3)))
-            .collect();
-        let expected = cfg
-            .label_from_name
-            .then(|| output::label_from_name(name))
-            .flatten();
-        let correct = expected.map(|e| output::is_correct(&top, e));
-        if let Some(c) = correct {
-            self.counts.labelled.1 += 1;
-            self.counts.labelled.0 += u64::from(c);
-        }
+        output::softmax_into(&self.buf.logits, &mut self.buf.probs);
+        output::top_k_into(&self.buf.probs, cfg.top_k, &mut self.buf.top);
+        // The demo's accuracy: only with `label_from_name`, never on a production line.
+        let judged = self
+            .score
+            .as_mut()
+            .and_then(|s| s.judge(name, &self.buf.top, &cfg.labels));
         let record = FrameRecord {
-            alpha,
-            correct,
-            expected,
+            alpha: Alphas {
+                names: &self.loaded.corruptions,
+                order: &self.loaded.alpha_order,
+                values: &info.alphas,
+            },
+            correct: judged.map(|j| j.1),
+            expected: judged.map(|j| j.0),
             frame: self.counts.frames,
-            generation: out.generation,
+            generation: info.generation,
             latency_ms: output::round(latency_ms, 3),
             name,
             t: output::round(t, 3),
-            top,
+            top: TopK {
+                entries: &self.buf.top,
+                labels: &cfg.labels,
+            },
         };
         if let Err(e) = self.out.emit(&record) {
             self.output_failed(&e);
         }
     }
 
-    pub(super) fn write_trace(&mut self, t: f64, alphas: &[f64]) {
+    pub(super) fn write_trace(&mut self, t: f64) {
         if let Some(f) = &mut self.trace {
-            let _ = writeln!(f, "{}", crate::replay::line(t, &self.loaded.names, alphas));
+            let _ = crate::replay::write_line(f, t, &self.loaded.names, &self.buf.alphas)
+                .and_then(|()| f.flush());
         }
     }
 }

@@ -3,7 +3,9 @@
 //! frame loop into a queue of [`FEED_QUEUE`] frames, reopens a FIFO or a camera with backoff when
 //! it fails or its writer goes away, and ends a read-once source (a directory, a file, stdin) at
 //! its end. The frame loop waits on the queue for at most a tick at a time, so a stalled camera
-//! never keeps it from signals, reloads, sensors or the status.
+//! never keeps it from signals, reloads, sensors or the status. Images the frame loop is done
+//! with come back through [`Feed::recycle`] (a queue of [`RECYCLED`]), and the source decodes the
+//! next frames into them: a steady stream allocates no frame buffers.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,10 +17,15 @@ use crate::frames::{self, Frame, FrameError};
 use crate::health::{supervise, Health};
 use crate::protocol::{FrameSourceStatus, SourceState};
 use crate::source::{backoff, Lifetime, Stop};
+use rws_image::Image;
 
 /// Decoded frames waiting for the frame loop (each one model-input-sized or bounded by
 /// `frames.max_pixels`): the source never runs more than this far ahead.
 pub const FEED_QUEUE: usize = 2;
+
+/// Images waiting to be decoded into again: one per frame that can be queued or in the loop's
+/// hands (more would only be freed later).
+pub const RECYCLED: usize = FEED_QUEUE + 2;
 
 /// What the feed hands the frame loop.
 #[derive(Debug)]
@@ -36,6 +43,7 @@ pub enum Item {
 /// A running frame source.
 pub struct Feed {
     rx: Receiver<Item>,
+    recycle: SyncSender<Image>,
     stop: Stop,
     thread: Option<JoinHandle<()>>,
     state: Arc<Mutex<State>>,
@@ -45,6 +53,9 @@ pub struct Feed {
 struct State {
     status: FrameSourceStatus,
     last_frame: Option<Instant>,
+    /// Time spent reading and decoding frames, and frames read (the daemon's overhead figure).
+    busy: Duration,
+    read: u64,
 }
 
 /// Everything the source thread needs from the config.
@@ -69,14 +80,22 @@ impl Feed {
                 .then(|| Duration::from_millis(cfg.frame_interval_ms)),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(FEED_QUEUE);
+        let (recycle, spares) = std::sync::mpsc::sync_channel(RECYCLED);
         let stop = Stop::new();
         let state = Arc::new(Mutex::new(State::default()));
         let (s, st) = (stop.clone(), state.clone());
         let thread = supervise("frames", health.clone(), stop.clone(), move || {
-            read_frames(&settings, &tx, &s, &st)
+            let ends = Ends {
+                tx: &tx,
+                spares: &spares,
+                stop: &s,
+                state: &st,
+            };
+            read_frames(&settings, &ends)
         })?;
         Ok(Feed {
             rx,
+            recycle,
             stop,
             thread: Some(thread),
             state,
@@ -91,6 +110,18 @@ impl Feed {
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => Some(Item::Ended),
         }
+    }
+
+    /// Hands an image the frame loop is done with back to the source, to decode a later frame
+    /// into (dropped if enough are waiting already).
+    pub fn recycle(&self, image: Image) {
+        let _ = self.recycle.try_send(image);
+    }
+
+    /// Time the source thread spent reading and decoding frames, and how many it read.
+    pub fn read_time(&self) -> (Duration, u64) {
+        let st = lock(&self.state);
+        (st.busy, st.read)
     }
 
     /// The source's state, for the status.
@@ -127,8 +158,18 @@ fn put(tx: &SyncSender<Item>, mut item: Item, stop: &Stop) -> bool {
     }
 }
 
+/// What the source thread talks to: the frame queue, the recycled images, the stop flag and the
+/// shared state.
+struct Ends<'a> {
+    tx: &'a SyncSender<Item>,
+    spares: &'a Receiver<Image>,
+    stop: &'a Stop,
+    state: &'a Mutex<State>,
+}
+
 /// The source thread: open, read until the end or a failure, then end or reopen.
-fn read_frames(cfg: &Settings, tx: &SyncSender<Item>, stop: &Stop, state: &Mutex<State>) {
+fn read_frames(cfg: &Settings, ends: &Ends<'_>) {
+    let (tx, stop, state) = (ends.tx, ends.stop, ends.state);
     let once = cfg.source.lifetime() == Lifetime::ReadOnce;
     let mut attempt = 0u32;
     while !stop.stopped() {
@@ -137,7 +178,7 @@ fn read_frames(cfg: &Settings, tx: &SyncSender<Item>, stop: &Stop, state: &Mutex
             Ok(mut source) => {
                 attempt = 0;
                 lock(state).status.state = SourceState::Waiting;
-                match pump(source.as_mut(), cfg, tx, stop, state) {
+                match pump(source.as_mut(), cfg, ends) {
                     Pumped::Stopped => return,
                     Pumped::End if once => {
                         lock(state).status.state = SourceState::Ended;
@@ -186,22 +227,21 @@ enum Pumped {
     Failed(String),
 }
 
-fn pump(
-    source: &mut dyn frames::Frames,
-    cfg: &Settings,
-    tx: &SyncSender<Item>,
-    stop: &Stop,
-    state: &Mutex<State>,
-) -> Pumped {
+fn pump(source: &mut dyn frames::Frames, cfg: &Settings, ends: &Ends<'_>) -> Pumped {
+    let (tx, stop, state) = (ends.tx, ends.stop, ends.state);
     loop {
         let started = Instant::now();
-        let item = match source.next_frame() {
+        let spare = ends.spares.try_recv().ok();
+        let item = match source.next_frame(spare) {
             _ if stop.stopped() => return Pumped::Stopped,
             Ok(None) => return Pumped::End,
             Ok(Some(f)) => {
                 let mut st = lock(state);
                 st.status.state = SourceState::Receiving;
-                st.last_frame = Some(Instant::now());
+                let now = Instant::now();
+                st.last_frame = Some(now);
+                st.busy += now - started;
+                st.read += 1;
                 Item::Frame(f)
             }
             Err(FrameError::Bad { name, reason }) => Item::Bad { name, reason },

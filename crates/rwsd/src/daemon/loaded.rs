@@ -23,18 +23,35 @@ pub struct Loaded {
     pub map: Vec<usize>,
     /// Per runtime signature, its corruption name (as frames and the status report it).
     pub corruptions: Vec<String>,
+    /// Runtime signature indices in corruption-name order (the key order of a frame's `alpha`).
+    pub alpha_order: Vec<usize>,
 }
 
 /// Loads `path`: the state and a fresh policy engine for it (the caller decides whether the
 /// engine takes over a running one's state).
 pub fn load(path: &Path) -> Result<(Loaded, Engine)> {
+    let (cfg, rt) = prepare(path)?;
+    assemble(cfg, rt)
+}
+
+/// The heavy part of a load, which starts no thread: the config, every signature opened and
+/// checked, the model mapped, checked, split and optimized, a blank frame run. A reload runs it
+/// in the idle scheduling class (a thread started from there would inherit the class).
+pub fn prepare(path: &Path) -> Result<(Config, Arc<Runtime>)> {
     let cfg = Config::load(path)?;
     let sigs = cfg.open_signatures()?;
     let opts = RuntimeOptions {
         input_shape: Some(vec![1, 3, cfg.input.height, cfg.input.width]),
+        model_expected: Some(cfg.model_expected.clone()),
     };
     let rt = Arc::new(Runtime::load(&cfg.model, sigs, &opts)?);
     probe(&cfg, &rt)?;
+    Ok((cfg, rt))
+}
+
+/// The rest: the policy engine, the signature map, and the session (whose prefix worker starts
+/// here, with the calling thread's priority).
+pub fn assemble(cfg: Config, rt: Arc<Runtime>) -> Result<(Loaded, Engine)> {
     let engine = Engine::new(cfg.policy.clone(), cfg.stale_after.clone());
     let map = engine
         .signatures()
@@ -46,12 +63,15 @@ pub fn load(path: &Path) -> Result<(Loaded, Engine)> {
                 .with_context(|| format!("signature '{s}' was not loaded"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let corruptions = rt
+    let corruptions: Vec<String> = rt
         .signatures()
         .iter()
         .map(|s| s.metadata().corruption.clone())
         .collect();
+    let mut alpha_order: Vec<usize> = (0..corruptions.len()).collect();
+    alpha_order.sort_by(|&a, &b| corruptions[a].cmp(&corruptions[b]));
     let loaded = Loaded {
+        alpha_order,
         session: Session::new(rt)?,
         names: engine.signatures().to_vec(),
         cfg,
@@ -113,10 +133,14 @@ impl Loaded {
 
     /// The coefficient requests for the engine's output `alphas`: (runtime slot, α).
     pub fn coefficients(&self, alphas: &[f64]) -> Vec<(usize, f32)> {
-        self.map
-            .iter()
-            .zip(alphas)
-            .map(|(&i, &a)| (i, a as f32))
-            .collect()
+        let mut out = Vec::with_capacity(alphas.len());
+        self.coefficients_into(alphas, &mut out);
+        out
+    }
+
+    /// [`Self::coefficients`] into `out` (reused by the frame loop).
+    pub fn coefficients_into(&self, alphas: &[f64], out: &mut Vec<(usize, f32)>) {
+        out.clear();
+        out.extend(self.map.iter().zip(alphas).map(|(&i, &a)| (i, a as f32)));
     }
 }

@@ -19,6 +19,7 @@ pub mod loaded;
 pub mod output;
 mod preflight;
 pub mod reload;
+mod score;
 pub mod sensors;
 mod signals;
 mod status;
@@ -56,8 +57,43 @@ struct Counts {
     reloads: u64,
     last_reload_error: Option<String>,
     output_errors: u64,
-    /// Labelled frames (`label_from_name`): (top-1 right, seen).
-    labelled: (u64, u64),
+    /// Time from taking a frame off the queue to its line written, and the part of it inside
+    /// `Session::run`, over `timed` frames: the daemon's own overhead is the difference.
+    step_time: Duration,
+    run_time: Duration,
+    timed: u64,
+}
+
+/// The frame loop's working buffers, reused from frame to frame so a steady frame allocates
+/// nothing in the daemon (`cargo bench -p rwsd --bench frame_loop` counts).
+#[derive(Debug, Default)]
+struct Buffers {
+    prep: rws_image::tensor::ToInput,
+    /// The model input.
+    input: Vec<f32>,
+    logits: Vec<f32>,
+    probs: Vec<f32>,
+    /// (class, probability) of the top k.
+    top: Vec<(usize, f32)>,
+    /// The policy's coefficients, one per policy signature.
+    alphas: Vec<f64>,
+    /// The same as requests to the session: (runtime slot, α).
+    coeffs: Vec<(usize, f32)>,
+}
+
+/// Where the frame loop's time went, from [`Daemon::timings`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Frames timed.
+    pub frames: u64,
+    /// From taking a frame off the queue to its line written.
+    pub step: Duration,
+    /// Inside `Session::run` (the model itself).
+    pub run: Duration,
+    /// On the source thread, reading and decoding frames (for a live source, including the
+    /// wait for each frame), and frames read.
+    pub read: Duration,
+    pub read_frames: u64,
 }
 
 /// What one turn of the loop did.
@@ -90,22 +126,42 @@ pub struct Daemon {
     feed: Feed,
     out: Output,
     out_log: RateLimit,
-    trace: Option<std::fs::File>,
+    trace: Option<std::io::BufWriter<std::fs::File>>,
     started: Instant,
+    /// The coefficients last requested from the session (`None`: none yet, or a new session).
     requested: Option<Vec<(usize, f32)>>,
     counts: Counts,
+    /// The demo's accuracy, only with `label_from_name`.
+    score: Option<score::Score>,
     last: Last,
     reloader: Reloader<(Loaded, Engine)>,
     /// When the status was last rebuilt (it is refreshed at most every [`STATUS_EVERY`]).
     status_at: Option<Instant>,
-    /// The frame's model input, reused from frame to frame.
-    input: Vec<f32>,
+    buf: Buffers,
 }
 
-/// Loads `path` on the reload thread; a failure is published in the status at once.
+/// Loads `path` on the reload thread; a failure is published in the status at once. The heavy
+/// part runs on a helper in the idle scheduling class, so it never takes a core from a frame;
+/// the session (and its prefix worker) is started back on the reload thread, at normal
+/// priority.
 fn prepare_reload(path: PathBuf, shared: Arc<Shared>) -> reload::Prepare<(Loaded, Engine)> {
     Arc::new(move || {
-        loaded::load(&path)
+        let heavy = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("rwsd-load".into())
+                .spawn_scoped(s, || {
+                    crate::source::background_priority();
+                    loaded::prepare(&path)
+                })
+                .map(|h| h.join())
+        });
+        let prepared = match heavy {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(anyhow::anyhow!("the load thread panicked")),
+            Err(e) => Err(anyhow::anyhow!("starting the load thread: {e}")),
+        };
+        prepared
+            .and_then(|(cfg, rt)| loaded::assemble(cfg, rt))
             .with_context(|| format!("reloading {}", path.display()))
             .map_err(|e| {
                 let msg = format!("{e:#}");
@@ -153,13 +209,14 @@ impl Daemon {
         };
         let out = open_output(cfg)?;
         let trace = match &cfg.trace {
-            Some(p) => Some(
+            Some(p) => Some(std::io::BufWriter::new(
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-            ),
+            )),
             None => None,
         };
         let feed = Feed::start(cfg, &health).context("starting the frame source")?;
         let sensors = SensorHub::start(cfg, &health)?;
+        let label_from_name = cfg.label_from_name;
         log::info!(
             "rwsd: model {}, {} signatures, {} sensors, clock {:?}",
             cfg.model.display(),
@@ -182,9 +239,10 @@ impl Daemon {
             started: Instant::now(),
             requested: None,
             counts: Counts::default(),
+            score: label_from_name.then(score::Score::default),
             last: Last::default(),
             status_at: None,
-            input: Vec::new(),
+            buf: Buffers::default(),
         })
     }
 
@@ -196,6 +254,19 @@ impl Daemon {
     /// The status as the socket serves it now.
     pub fn status(&self) -> Status {
         self.shared.status().clone()
+    }
+
+    /// Where the frame loop's time went so far (benchmarks: the daemon's overhead beyond the
+    /// model is `step − run` per frame).
+    pub fn timings(&self) -> Timings {
+        let (read, read_frames) = self.feed.read_time();
+        Timings {
+            frames: self.counts.timed,
+            step: self.counts.step_time,
+            run: self.counts.run_time,
+            read,
+            read_frames,
+        }
     }
 
     fn now(&self) -> f64 {
@@ -280,8 +351,11 @@ impl Daemon {
     fn idle(&mut self) {
         if self.loaded.cfg.clock == Clock::Live {
             let t = self.now();
-            let mut engine = self.shared.engine();
-            self.sensors.apply(t, Clock::Live, &mut engine, &|| false);
+            let due = self.sensors.take_due(t, Clock::Live, &|| false);
+            if !due.is_empty() {
+                let mut engine = self.shared.engine();
+                self.sensors.apply_due(due, t, &mut engine);
+            }
         }
     }
 
@@ -290,11 +364,12 @@ impl Daemon {
             self.output_failed(&e);
         }
         self.sensors.stop();
-        let (ok, n) = self.counts.labelled;
-        if n > 0 {
+        if let Some(s) = self.score.as_ref().filter(|s| s.seen > 0) {
             log::info!(
-                "rwsd: {} frames, top-1 correct on {ok}/{n} labelled frames",
-                self.counts.frames
+                "rwsd: {} frames, top-1 correct on {}/{} labelled frames",
+                self.counts.frames,
+                s.right,
+                s.seen
             );
         }
     }
@@ -372,55 +447,79 @@ impl Daemon {
         status.last_reload_error = self.counts.last_reload_error.clone();
     }
 
-    /// Applies due sensor events and evaluates the policy at `t`; requests the coefficients
-    /// from the session when they changed.
-    fn update_coefficients(&mut self, t: f64, interrupted: &dyn Fn() -> bool) -> Vec<f64> {
+    /// Applies due sensor events and evaluates the policy at `t` (into `self.buf.alphas`);
+    /// requests the coefficients from the session when they changed. Replay's wait for the
+    /// sensors happens before the engine is locked, so the control socket never waits on it.
+    fn update_coefficients(&mut self, t: f64, interrupted: &dyn Fn() -> bool) {
         let clock = self.loaded.cfg.clock;
-        let alphas = {
+        let due = self.sensors.take_due(t, clock, interrupted);
+        {
             let mut engine = self.shared.engine();
-            self.sensors.apply(t, clock, &mut engine, interrupted);
-            self.shared.set_now(t);
-            engine.evaluate(t)
-        };
-        let coeffs = self.loaded.coefficients(&alphas);
-        if self.requested.as_ref() != Some(&coeffs) {
-            match self.loaded.session.set_coefficients(&coeffs) {
-                Ok(_) if clock == Clock::Replay => {
-                    // Deterministic replay: every frame runs on the coefficients of its time.
-                    self.loaded.session.wait_ready(Duration::from_secs(30));
-                }
-                Ok(_) => {}
-                Err(e) => log::error!("rwsd: coefficients {coeffs:?} refused: {e}"),
-            }
-            self.requested = Some(coeffs);
+            self.sensors.apply_due(due, t, &mut engine);
+            engine.evaluate_into(t, &mut self.buf.alphas);
         }
-        alphas
-    }
-
-    /// Runs one frame and writes its line.
-    fn step(&mut self, frame: Frame, interrupted: &dyn Fn() -> bool) {
-        let t = self.now();
-        let alphas = self.update_coefficients(t, interrupted);
-        let started = Instant::now();
-        if let Err(e) = frames::to_input(&frame.image, &self.loaded.cfg.input, &mut self.input) {
-            self.frame_failed(t, &frame.name, &e.to_string());
+        self.shared.set_now(t);
+        self.loaded
+            .coefficients_into(&self.buf.alphas, &mut self.buf.coeffs);
+        if self.requested.as_ref() == Some(&self.buf.coeffs) {
             return;
         }
-        let out = match self.loaded.session.run(&self.input) {
+        match self.loaded.session.set_coefficients(&self.buf.coeffs) {
+            Ok(_) if clock == Clock::Replay => {
+                // Deterministic replay: every frame runs on the coefficients of its time.
+                self.loaded.session.wait_ready(Duration::from_secs(30));
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("rwsd: coefficients {:?} refused: {e}", self.buf.coeffs),
+        }
+        match &mut self.requested {
+            Some(r) => r.clone_from(&self.buf.coeffs),
+            None => self.requested = Some(self.buf.coeffs.clone()),
+        }
+    }
+
+    /// Runs one frame and writes its line; its image goes back to the source.
+    fn step(&mut self, frame: Frame, interrupted: &dyn Fn() -> bool) {
+        let taken = Instant::now();
+        let t = self.now();
+        self.update_coefficients(t, interrupted);
+        let started = Instant::now();
+        let cfg = &self.loaded.cfg;
+        let prepared = frames::to_input(
+            &mut self.buf.prep,
+            &frame.image,
+            &cfg.input,
+            &mut self.buf.input,
+        );
+        self.feed.recycle(frame.image);
+        if let Err(e) = prepared {
+            self.frame_failed(t, &frame.name.to_string(), &e.to_string());
+            return;
+        }
+        let run_start = Instant::now();
+        let ran = self
+            .loaded
+            .session
+            .run_into(&self.buf.input, &mut self.buf.logits);
+        let run_time = run_start.elapsed();
+        let info = match ran {
             Ok(o) => o,
             Err(e) => {
-                self.frame_failed(t, &frame.name, &e.to_string());
+                self.frame_failed(t, &frame.name.to_string(), &e.to_string());
                 return;
             }
         };
         let latency = started.elapsed().as_secs_f64() * 1e3;
-        self.emit_frame(t, &frame.name, &out, latency);
-        self.write_trace(t, &alphas);
+        self.emit_frame(t, &frame.name, &info, latency);
+        self.write_trace(t);
         self.counts.frames += 1;
+        self.counts.timed += 1;
+        self.counts.run_time += run_time;
+        self.counts.step_time += taken.elapsed();
         self.last = Last {
             t,
-            alphas: Some(out.alphas.clone()),
-            generation: out.generation,
+            alphas: Some(info.alphas),
+            generation: info.generation,
         };
     }
 }

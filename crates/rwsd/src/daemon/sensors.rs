@@ -176,7 +176,9 @@ impl SensorHub {
     }
 
     /// Applies the events due at time `t` (live: stamped `t`) to the engine; in replay it
-    /// waits for the sensors up to their time unless `interrupted()`.
+    /// waits for the sensors up to their time unless `interrupted()`. The daemon instead calls
+    /// [`Self::take_due`] (which may wait) without the engine's lock, then [`Self::apply_due`]
+    /// under it.
     pub fn apply(
         &mut self,
         t: f64,
@@ -184,7 +186,13 @@ impl SensorHub {
         engine: &mut Engine,
         interrupted: &dyn Fn() -> bool,
     ) {
-        for e in self.take_due(t, clock, interrupted) {
+        let due = self.take_due(t, clock, interrupted);
+        self.apply_due(due, t, engine);
+    }
+
+    /// Applies events from [`Self::take_due`] at time `t` (events without a time get `t`).
+    pub fn apply_due(&mut self, due: Vec<Event>, t: f64, engine: &mut Engine) {
+        for e in due {
             let s = e.sensor;
             self.counters[s].count(&e.kind);
             match &e.kind {

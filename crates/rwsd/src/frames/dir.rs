@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rws_image::Image;
 
-use super::{Frame, FrameError, Frames};
+use super::{Frame, FrameError, FrameName, Frames};
 
 /// PNG/JPEG files of a directory, in name order.
 pub struct DirFrames {
@@ -37,7 +37,9 @@ impl DirFrames {
 }
 
 impl Frames for DirFrames {
-    fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+    fn next_frame(&mut self, _spare: Option<Image>) -> Result<Option<Frame>, FrameError> {
+        // Decoding a PNG/JPEG allocates its own image (a directory is the demo and recorded
+        // test sets, not a camera).
         let Some(path) = self.files.next() else {
             return Ok(None);
         };
@@ -48,6 +50,9 @@ impl Frames for DirFrames {
             name: name.clone(),
             reason: e.to_string(),
         })?;
-        Ok(Some(Frame { name, image }))
+        Ok(Some(Frame {
+            name: FrameName::File(name),
+            image,
+        }))
     }
 }

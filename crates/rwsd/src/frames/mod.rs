@@ -23,9 +23,32 @@ pub use raw::RawFrames;
 /// One frame.
 #[derive(Clone, Debug)]
 pub struct Frame {
-    /// File name, or `raw:<n>`.
-    pub name: String,
+    pub name: FrameName,
     pub image: Image,
+}
+
+/// What a frame is called on its output line: a file's name, or the source's kind and the
+/// frame's number (`raw:12`, `v4l2:7`), which is formatted as the line is written rather than
+/// kept as a string per frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameName {
+    File(String),
+    Seq { source: &'static str, n: u64 },
+}
+
+impl std::fmt::Display for FrameName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameName::File(s) => f.write_str(s),
+            FrameName::Seq { source, n } => write!(f, "{source}:{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for FrameName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// A frame could not be read.
@@ -41,8 +64,10 @@ pub enum FrameError {
 
 /// Something that yields frames until it ends.
 pub trait Frames: Send {
-    /// The next frame; `Ok(None)` at the end of the stream.
-    fn next_frame(&mut self) -> Result<Option<Frame>, FrameError>;
+    /// The next frame; `Ok(None)` at the end of the stream. `spare` is an image the frame loop
+    /// is done with: a source that fills a buffer (raw, V4L2) decodes into it instead of
+    /// allocating one per frame.
+    fn next_frame(&mut self, spare: Option<Image>) -> Result<Option<Frame>, FrameError>;
 }
 
 impl FrameSource {
@@ -100,12 +125,17 @@ fn v4l2_unavailable() -> String {
 }
 
 /// Resizes (bilinear) a frame to the model's input, normalizes `(x - mean) / std` per channel and
-/// lays it out as `[3, H, W]` planes in `out` (reused from frame to frame).
-pub fn to_input(image: &Image, input: &Input, out: &mut Vec<f32>) -> Result<(), FrameError> {
-    rws_image::tensor::to_input(image, (input.height, input.width), &input.norm, out).map_err(|e| {
-        FrameError::Bad {
+/// lays it out as `[3, H, W]` planes in `out`, in one pass; `prep` keeps the resize tables and
+/// `out` is reused from frame to frame.
+pub fn to_input(
+    prep: &mut rws_image::tensor::ToInput,
+    image: &Image,
+    input: &Input,
+    out: &mut Vec<f32>,
+) -> Result<(), FrameError> {
+    prep.run(image, (input.height, input.width), &input.norm, out)
+        .map_err(|e| FrameError::Bad {
             name: "input".into(),
             reason: e.to_string(),
-        }
-    })
+        })
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rws_image::Image;
 
-use super::{Frame, FrameError, Frames};
+use super::{Frame, FrameError, FrameName, Frames};
 use crate::config::RawFormat;
 use crate::source::{self, Stop};
 
@@ -75,7 +75,7 @@ pub fn is_fifo(path: &Path) -> bool {
 }
 
 impl Frames for RawFrames {
-    fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+    fn next_frame(&mut self, spare: Option<Image>) -> Result<Option<Frame>, FrameError> {
         let len = self.width * self.height * self.channels;
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(len, 0);
@@ -83,7 +83,7 @@ impl Frames for RawFrames {
         self.buf = buf;
         match result? {
             false => Ok(None),
-            true => self.frame(),
+            true => self.frame(spare),
         }
     }
 }
@@ -125,15 +125,19 @@ impl RawFrames {
         Ok(true)
     }
 
-    fn frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        let name = format!("raw:{}", self.count);
+    /// Decodes the filled buffer into `spare` (or a new image the first times).
+    fn frame(&mut self, spare: Option<Image>) -> Result<Option<Frame>, FrameError> {
+        let name = FrameName::Seq {
+            source: "raw",
+            n: self.count,
+        };
         self.count += 1;
-        let image =
-            Image::from_u8(self.height, self.width, self.channels, &self.buf).map_err(|e| {
-                FrameError::Bad {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                }
+        let mut image = spare.unwrap_or_else(|| Image::new(0, 0));
+        image
+            .fill_from_u8(self.height, self.width, self.channels, &self.buf)
+            .map_err(|e| FrameError::Bad {
+                name: name.to_string(),
+                reason: e.to_string(),
             })?;
         Ok(Some(Frame { name, image }))
     }

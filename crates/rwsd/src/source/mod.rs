@@ -14,7 +14,7 @@
 
 mod sys;
 
-pub use sys::wait_readable;
+pub use sys::{background_priority, wait_readable};
 
 use std::fs::File;
 use std::io::{self, Read};

@@ -1,7 +1,8 @@
-//! The two system calls the source lifecycle needs beyond `std`, each behind a safe function:
-//! waiting for a descriptor to become readable with a timeout (`poll`), and a private copy of
+//! The system calls the daemon's threads need beyond `std`, each behind a safe function:
+//! waiting for a descriptor to become readable with a timeout (`poll`), a private copy of
 //! standard input's descriptor (`dup`), so a reader can poll it without `std`'s buffered `Stdin`
-//! hiding data from `poll`.
+//! hiding data from `poll`, and moving the calling thread to the idle scheduling class
+//! (background work that must never take a core from a frame).
 
 use std::fs::File;
 use std::io;
@@ -41,4 +42,21 @@ pub fn dup_stdin() -> io::Result<File> {
     }
     // SAFETY: `fd` was just returned by `dup`: open, and owned by nothing else.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs only on a core nothing else
+/// wants, so background work (preparing a reload) never preempts the frame thread. Elsewhere,
+/// or if refused, the thread keeps its priority (returns `false`).
+pub fn background_priority() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is the calling
+        // thread.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
 }

@@ -4,13 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use rws_lab::bench::probe::{self, Mode, ProbeReport};
 use rws_lab::bench::runtime::{self as rb, Options, Report};
 
 /// Measure the runtime: frame time patched vs clean, switch latency, stalls, patch kernel vs
-/// memcpy, RSS with 0 and all signatures, and the cost of reloading a full model.
+/// memcpy; load time, RSS and peak RSS against plain tract; a SIGHUP-style reload's peak RSS
+/// and its frames; the cost of reloading a full model.
 ///
-/// Everything is measured in this process against a baseline run alongside it (RSS in two fresh
-/// child processes). Frame times are medians. `switch_frames` counts frames that started after a
+/// Timings are measured in this process against a baseline run alongside it; load times and
+/// memory in fresh child processes (plain tract: tract-onnx's own loader on the same model and
+/// input; rws with no signatures; rws with all mapped and active; a reload). Frame times are medians. `switch_frames` counts frames that started after a
 /// coefficient request and still ran on the old weights, with frames paced at `--fps` (a camera);
 /// `switch_frames_unpaced` is the same with frames back to back.
 ///
@@ -43,9 +46,15 @@ pub struct Args {
     /// Output directory for --make-synthetic.
     #[arg(long, requires = "make_synthetic")]
     out: Option<PathBuf>,
-    /// Internal: print this process's RSS after loading (`clean` or `all`) and exit.
+    /// Internal: run one child probe (`plain`, `clean`, `all`, `reload`), print its JSON, exit.
     #[arg(long, hide = true)]
-    rss_probe: Option<String>,
+    probe: Option<String>,
+    /// Internal: the input shape for --probe, e.g. `1,3,32,32`.
+    #[arg(long, hide = true)]
+    shape: Option<String>,
+    /// Child processes per load figure (their median is reported).
+    #[arg(long, default_value_t = 3)]
+    load_runs: usize,
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
@@ -64,9 +73,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         bail!("--model and --signatures are required");
     };
     let files = rb::signature_files(dir)?;
-    if let Some(which) = &args.rss_probe {
-        let mb = rb::rss_probe(model, &files, which == "all")?;
-        outln!("{mb}")?;
+    if let Some(which) = &args.probe {
+        let mode = Mode::parse(which).with_context(|| format!("unknown probe '{which}'"))?;
+        let shape = parse_shape(args.shape.as_deref().context("--probe needs --shape")?)?;
+        let r = probe::run(mode, model, &files, &shape)?;
+        outln!("{}", serde_json::to_string(&r)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let opts = Options {
@@ -75,9 +86,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         fps: args.fps,
     };
     let mut report = rb::run(model, &files, &opts)?;
-    report.rss_clean_mb = probe(model, dir, "clean")?;
-    report.rss_all_mb = probe(model, dir, "all")?;
-    report.rss_ratio = report.rss_all_mb / report.rss_clean_mb;
+    memory_and_load(&mut report, model, dir, args.load_runs.max(1))?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -86,26 +95,88 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// RSS of a fresh `rws bench --rss-probe` child, so allocations of this process do not count.
-fn probe(model: &std::path::Path, dir: &std::path::Path, which: &str) -> Result<f64> {
+fn parse_shape(text: &str) -> Result<Vec<usize>> {
+    text.split(',')
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--shape: '{d}'"))
+        })
+        .collect()
+}
+
+/// Fills the memory and load figures from fresh child processes: `runs` of plain tract and of
+/// rws with all signatures (medians), one of rws with none, one reload.
+fn memory_and_load(
+    r: &mut Report,
+    model: &std::path::Path,
+    dir: &std::path::Path,
+    runs: usize,
+) -> Result<()> {
+    let shape = r
+        .input_shape
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let many = |mode: Mode| -> Result<Vec<ProbeReport>> {
+        (0..runs).map(|_| child(model, dir, mode, &shape)).collect()
+    };
+    let med = |v: &[ProbeReport], f: fn(&ProbeReport) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    let plain = many(Mode::Plain)?;
+    let all = many(Mode::All)?;
+    let clean = child(model, dir, Mode::Clean, &shape)?;
+    let reload = child(model, dir, Mode::Reload, &shape)?;
+    r.rss_clean_mb = clean.rss_mb;
+    r.rss_all_mb = med(&all, |p| p.rss_mb);
+    r.rss_ratio = r.rss_all_mb / r.rss_clean_mb;
+    r.rss_plain_tract_mb = med(&plain, |p| p.rss_mb);
+    r.rss_vs_tract = r.rss_all_mb / r.rss_plain_tract_mb;
+    r.rss_all_anon_mb = med(&all, |p| p.rss_anon_mb);
+    r.rss_plain_tract_anon_mb = med(&plain, |p| p.rss_anon_mb);
+    r.rss_anon_vs_tract = r.rss_all_anon_mb / r.rss_plain_tract_anon_mb;
+    r.load_ms = med(&all, |p| p.load_ms);
+    r.load_plain_tract_ms = med(&plain, |p| p.load_ms);
+    r.load_vs_tract = r.load_ms / r.load_plain_tract_ms;
+    r.load_peak_mb = med(&all, |p| p.peak_mb);
+    r.load_peak_plain_tract_mb = med(&plain, |p| p.peak_mb);
+    r.reload_peak_mb = reload.reload_peak_mb;
+    r.reload_steady_mb = reload.rss_mb;
+    r.reload_peak_target_mb = 1.2 * reload.rss_mb + (reload.rss_mb - reload.base_mb);
+    r.reload_ms = reload.reload_ms;
+    r.reload_frames = reload.reload_frames;
+    r.reload_frame_ratio = reload.reload_frame_ratio;
+    r.reload_frame_ratio_max = reload.reload_frame_ratio_max;
+    Ok(())
+}
+
+/// One fresh `rws bench --probe` child, so allocations of this process do not count.
+fn child(
+    model: &std::path::Path,
+    dir: &std::path::Path,
+    mode: Mode,
+    shape: &str,
+) -> Result<ProbeReport> {
     let exe = std::env::current_exe().context("locating the rws binary")?;
     let out = std::process::Command::new(&exe)
-        .args(["bench", "--rss-probe", which, "--model"])
+        .args(["bench", "--probe", mode.name(), "--shape", shape, "--model"])
         .arg(model)
         .arg("--signatures")
         .arg(dir)
         .output()
-        .context("running the RSS probe")?;
+        .context("running a bench probe")?;
     if !out.status.success() {
         bail!(
-            "RSS probe ({which}) failed: {}",
+            "bench probe ({}) failed: {}",
+            mode.name(),
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("reading the RSS probe's answer")
+    serde_json::from_slice(&out.stdout).context("reading a bench probe's answer")
 }
 
 fn print_table(r: &Report) -> std::io::Result<()> {
@@ -117,7 +188,7 @@ fn print_table(r: &Report) -> std::io::Result<()> {
         r.patched_params,
         r.cut
     )?;
-    let rows: [(&str, String); 15] = [
+    let rows: [(&str, String); 22] = [
         (
             "clean frame (one plan)",
             format!("{:.3} ms", r.clean_frame_ms),
@@ -171,6 +242,49 @@ fn print_table(r: &Report) -> std::io::Result<()> {
             format!("{:.1} MiB", r.rss_all_mb),
         ),
         ("RSS ratio", format!("{:.3}  (target ≤ 1.1)", r.rss_ratio)),
+        (
+            "RSS, plain tract",
+            format!(
+                "{:.1} MiB; all active / plain {:.3}  (target ≤ 1.1)",
+                r.rss_plain_tract_mb, r.rss_vs_tract
+            ),
+        ),
+        (
+            "RSS, anonymous (heap) only",
+            format!(
+                "{:.1} MiB all active, {:.1} MiB plain tract: {:.3}",
+                r.rss_all_anon_mb, r.rss_plain_tract_anon_mb, r.rss_anon_vs_tract
+            ),
+        ),
+        (
+            "load, rws (all signatures)",
+            format!("{:.1} ms, peak {:.1} MiB", r.load_ms, r.load_peak_mb),
+        ),
+        (
+            "load, plain tract",
+            format!(
+                "{:.1} ms, peak {:.1} MiB",
+                r.load_plain_tract_ms, r.load_peak_plain_tract_mb
+            ),
+        ),
+        (
+            "load ratio",
+            format!("{:.3}  (target ≤ 1.5)", r.load_vs_tract),
+        ),
+        (
+            "reload (SIGHUP) peak",
+            format!(
+                "{:.1} MiB from steady {:.1} MiB  (target ≤ {:.1})",
+                r.reload_peak_mb, r.reload_steady_mb, r.reload_peak_target_mb
+            ),
+        ),
+        (
+            "frames during reload",
+            format!(
+                "{} in {:.0} ms: median {:.3}×, longest {:.3}× steady  (target ≤ 1.1)",
+                r.reload_frames, r.reload_ms, r.reload_frame_ratio, r.reload_frame_ratio_max
+            ),
+        ),
         (
             "full model reload",
             format!(

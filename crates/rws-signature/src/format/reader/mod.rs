@@ -108,6 +108,7 @@ pub struct SignatureFile {
     meta: Metadata,
     tensors: Vec<TensorEntry>,
     fingerprint: u32,
+    file_crc: u32,
 }
 
 impl std::fmt::Debug for SignatureFile {
@@ -161,6 +162,7 @@ impl SignatureFile {
             meta: parsed.meta,
             tensors: parsed.tensors,
             fingerprint: parsed.fingerprint,
+            file_crc: parsed.file_crc,
         })
     }
 
@@ -183,6 +185,12 @@ impl SignatureFile {
     /// The architecture fingerprint stored in (and checked against) the table.
     pub fn fingerprint(&self) -> u32 {
         self.fingerprint
+    }
+
+    /// CRC-32C of the whole file (as a manifest lists it), computed while validating: checking
+    /// a file against its manifest entry costs no second pass over it.
+    pub fn file_crc32c(&self) -> u32 {
+        self.file_crc
     }
 
     /// Size of the file in bytes.

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rws_image::tensor::Normalize;
-use rws_signature::manifest::Manifest;
+use rws_signature::manifest::{Expected, Manifest};
 use toml::Spanned;
 
 mod policy;
@@ -71,7 +71,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw = decode(&ctx)?;
     let model = model(&ctx, &raw.model)?;
     let policy = policy(&ctx, &raw.policy, &model.manifest, &model.manifest_path)?;
-    let signatures = signatures(&policy, &model.manifest, &model.sig_dir);
+    let (signatures, signature_expected) = signatures(&policy, &model.manifest, &model.sig_dir);
     let (sensors, stale_after) = sensors(&ctx, &raw.sensors)?;
     signals(&ctx, &raw.policy, &sensors)?;
     let frames = frames(&ctx, &raw.frames, &model.input)?;
@@ -85,7 +85,9 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     Ok(Config {
         path: path.to_path_buf(),
         model: model.path,
+        model_expected: model.expected,
         signatures,
+        signature_expected,
         labels,
         labels_line,
         input: model.input,
@@ -133,6 +135,7 @@ struct ModelSection {
     manifest_path: PathBuf,
     manifest: Manifest,
     path: PathBuf,
+    expected: Expected,
     input: Input,
 }
 
@@ -141,9 +144,6 @@ fn model(ctx: &Ctx<'_>, m: &schema::ModelToml) -> Result<ModelSection, ConfigErr
     let sig_line = ctx.line(m.signatures.span());
     let manifest_path = sig_dir.join("manifest.json");
     let manifest = Manifest::load(&manifest_path)
-        .map_err(|e| ctx.err(sig_line, "model.signatures", e.to_string()))?;
-    manifest
-        .verify_files(&sig_dir)
         .map_err(|e| ctx.err(sig_line, "model.signatures", e.to_string()))?;
     let path = match &m.path {
         Some(p) => ctx.resolve(p.get_ref()),
@@ -157,45 +157,40 @@ fn model(ctx: &Ctx<'_>, m: &schema::ModelToml) -> Result<ModelSection, ConfigErr
             format!("{} is not a file", path.display()),
         ));
     }
-    if m.path.is_some() {
-        model_checksum(ctx, m, &path, &manifest, line)?;
-    }
+    let expected = model_expected(ctx, m, &manifest)?;
     let input = input(ctx, &m.input)?;
     Ok(ModelSection {
         sig_dir,
         manifest_path,
         manifest,
         path,
+        expected,
         input,
     })
 }
 
-/// A model given by `model.path` is checksummed too: against `model.crc32c` if the config
-/// gives one (another model of the same architecture), else against the manifest's model.
-fn model_checksum(
+/// What the model must be: `model.crc32c` if the config gives one (another model of the same
+/// architecture, a transfer deployment), else the manifest's model. Checked as the runtime maps
+/// the file, not here (the file is read once).
+fn model_expected(
     ctx: &Ctx<'_>,
     m: &schema::ModelToml,
-    path: &Path,
     manifest: &Manifest,
-    line: usize,
-) -> Result<(), ConfigError> {
-    let (want, key, line) = match &m.crc32c {
-        Some(c) => (c.get_ref().clone(), "model.crc32c", ctx.line(c.span())),
-        None => (manifest.model.crc32c.clone(), "model.path", line),
+) -> Result<Expected, ConfigError> {
+    let Some(c) = &m.crc32c else {
+        let mut e = manifest.model_expected();
+        if m.path.is_some() {
+            e.by = "the manifest's model (model.path names another file; give model.crc32c to run another model)".into();
+        }
+        return Ok(e);
     };
-    let (got, _) =
-        rws_signature::manifest::checksum(path).map_err(|e| ctx.err(line, key, e.to_string()))?;
-    if got != want.to_ascii_lowercase() {
-        let reason = match &m.crc32c {
-            Some(_) => format!("{} has CRC-32C {got}, the config says {want}", path.display()),
-            None => format!(
-                "{} has CRC-32C {got}, not the manifest's model ({want}); give model.crc32c to run another model",
-                path.display()
-            ),
-        };
-        return Err(ctx.err(line, key, reason));
-    }
-    Ok(())
+    let crc32c = rws_signature::manifest::parse_crc(c.get_ref())
+        .ok_or_else(|| ctx.err(ctx.line(c.span()), "model.crc32c", "must be 8 hex digits"))?;
+    Ok(Expected {
+        crc32c,
+        bytes: None,
+        by: format!("model.crc32c in {}", ctx.path.display()),
+    })
 }
 
 fn input(ctx: &Ctx<'_>, t: &Spanned<schema::InputToml>) -> Result<Input, ConfigError> {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rws_signature::manifest::Manifest;
+use rws_signature::manifest::{Expected, Manifest};
 use toml::Spanned;
 
 use super::super::schema::{PolicyToml, RuleToml};
@@ -114,8 +114,9 @@ pub(super) fn signatures(
     policy: &Policy,
     manifest: &Manifest,
     sig_dir: &Path,
-) -> Vec<(String, PathBuf)> {
+) -> (Vec<(String, PathBuf)>, Vec<Expected>) {
     let mut out: Vec<(String, PathBuf)> = Vec::new();
+    let mut expected = Vec::new();
     let names = policy
         .rules
         .iter()
@@ -125,10 +126,11 @@ pub(super) fn signatures(
         if out.iter().all(|(n, _)| n != name) {
             if let Some(entry) = manifest.find(name) {
                 out.push((name.clone(), sig_dir.join(&entry.file)));
+                expected.push(Manifest::signature_expected(entry));
             }
         }
     }
-    out
+    (out, expected)
 }
 
 /// Every signal a rule reads must be one some protocol produces (a misspelt signal would never

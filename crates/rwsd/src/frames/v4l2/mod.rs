@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use rws_image::Image;
 
-use super::{Frame, FrameError, Frames};
+use super::{Frame, FrameError, FrameName, Frames};
 use crate::source::{self, Stop};
 use sys::{Buffer, Capability, Format, Mapping, PixFormat, RequestBuffers, Zeroed};
 
@@ -32,6 +32,8 @@ pub struct V4l2Frames {
     pixelformat: u32,
     bytesperline: usize,
     count: u64,
+    /// 8-bit RGB staging for the conversion, reused from frame to frame.
+    rgb: Vec<u8>,
     stop: Stop,
 }
 
@@ -67,6 +69,7 @@ impl V4l2Frames {
             pixelformat: 0,
             bytesperline: 0,
             count: 0,
+            rgb: Vec::new(),
             stop: stop.clone(),
         };
         let mut cap = Capability::zeroed();
@@ -130,15 +133,6 @@ impl V4l2Frames {
         }
         Ok(())
     }
-
-    fn convert(&self, data: &[u8]) -> Result<Image, String> {
-        convert(
-            data,
-            self.pixelformat,
-            (self.width, self.height),
-            self.bytesperline,
-        )
-    }
 }
 
 /// Bytes per pixel of the formats rws reads; `None` for others.
@@ -153,12 +147,27 @@ fn bytes_per_pixel(pixelformat: u32) -> Option<usize> {
 
 /// One captured buffer as an RGB image. Every row must be whole: the last row needs
 /// `width × bytes per pixel` bytes after its start (a short buffer is a bad frame, not a panic).
+#[cfg(test)]
 fn convert(
+    data: &[u8],
+    pixelformat: u32,
+    size: (usize, usize),
+    stride: usize,
+) -> Result<Image, String> {
+    let mut image = Image::new(0, 0);
+    convert_into(data, pixelformat, size, stride, &mut Vec::new(), &mut image)?;
+    Ok(image)
+}
+
+/// [`convert`] into reused buffers: `rgb` (the 8-bit staging row data) and `out`.
+fn convert_into(
     data: &[u8],
     pixelformat: u32,
     (w, h): (usize, usize),
     stride: usize,
-) -> Result<Image, String> {
+    rgb: &mut Vec<u8>,
+    out: &mut Image,
+) -> Result<(), String> {
     let bpp = bytes_per_pixel(pixelformat).ok_or("unknown pixel format")?;
     let row_bytes = w * bpp;
     let needed = stride * h.saturating_sub(1) + row_bytes;
@@ -168,7 +177,7 @@ fn convert(
             data.len()
         ));
     }
-    let mut rgb = Vec::with_capacity(w * h * 3);
+    rgb.clear();
     for y in 0..h {
         let row = &data[y * stride..y * stride + row_bytes];
         match pixelformat {
@@ -182,7 +191,7 @@ fn convert(
             }
         }
     }
-    Image::from_u8(h, w, 3, &rgb).map_err(|e| e.to_string())
+    out.fill_from_u8(h, w, 3, rgb).map_err(|e| e.to_string())
 }
 
 /// BT.601 limited range, as UVC cameras send.
@@ -199,7 +208,7 @@ fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
 }
 
 impl Frames for V4l2Frames {
-    fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+    fn next_frame(&mut self, spare: Option<Image>) -> Result<Option<Frame>, FrameError> {
         // DQBUF would block for as long as the camera stalls: wait in ticks instead.
         loop {
             if self.stop.stopped() {
@@ -213,17 +222,31 @@ impl Frames for V4l2Frames {
         }
         let mut b = Buffer::mmap_capture(0);
         self.ioctl::<sys::DequeueBuf>(&mut b, "VIDIOC_DQBUF")?;
-        let name = format!("v4l2:{}", self.count);
+        let name = FrameName::Seq {
+            source: "v4l2",
+            n: self.count,
+        };
         self.count += 1;
-        let image = match self.buffers.get(b.index as usize) {
+        let mut image = spare.unwrap_or_else(|| Image::new(0, 0));
+        let converted = match self.buffers.get(b.index as usize) {
             // The driver does not write this buffer until it is queued again below.
-            Some(m) => self.convert(m.bytes(b.bytesused as usize)),
+            Some(m) => convert_into(
+                m.bytes(b.bytesused as usize),
+                self.pixelformat,
+                (self.width, self.height),
+                self.bytesperline,
+                &mut self.rgb,
+                &mut image,
+            ),
             None => Err(format!("driver returned unknown buffer {}", b.index)),
         };
         self.ioctl::<sys::QueueBuf>(&mut b, "VIDIOC_QBUF")?;
-        match image {
-            Ok(image) => Ok(Some(Frame { name, image })),
-            Err(reason) => Err(FrameError::Bad { name, reason }),
+        match converted {
+            Ok(()) => Ok(Some(Frame { name, image })),
+            Err(reason) => Err(FrameError::Bad {
+                name: name.to_string(),
+                reason,
+            }),
         }
     }
 }
