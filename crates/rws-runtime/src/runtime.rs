@@ -193,7 +193,13 @@ impl<B: Backend> Runtime<B> {
         sigs: Vec<SignatureFile>,
         opts: &RuntimeOptions,
     ) -> Result<Self, RuntimeError> {
+        let t = std::time::Instant::now();
         let model = read_model_checked(path, opts.model_expected.as_ref())?;
+        log::debug!(
+            "{}: read and decoded in {:.1} ms",
+            path.display(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
         Self::from_model(model, sigs, opts)
     }
 

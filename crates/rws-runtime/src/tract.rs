@@ -51,6 +51,14 @@ enum PrefixSource {
 /// A patched tensor tract folded into other constants while typing.
 struct Folded(String);
 
+/// tract's ONNX reader with its operator registry, built once per process: building it (a few
+/// hundred operators registered) cost about a millisecond per call, paid by every load, every
+/// typed model and every prefix build that starts from the protobuf.
+fn onnx() -> &'static tract_onnx::Onnx {
+    static ONNX: std::sync::OnceLock<tract_onnx::Onnx> = std::sync::OnceLock::new();
+    ONNX.get_or_init(|| tract_onnx::onnx().with_ignore_value_info(true))
+}
+
 fn tract_err<'p>(path: &'p Path, stage: &'static str) -> impl Fn(TractError) -> RuntimeError + 'p {
     move |e| RuntimeError::Backend {
         path: path.to_path_buf(),
@@ -281,8 +289,7 @@ fn build_suffix(
             }
         }
     }
-    let mut suffix = tract_onnx::onnx()
-        .with_ignore_value_info(true)
+    let mut suffix = onnx()
         .model_for_proto_model(&proto)
         .map_err(tract_err(path, "reading the suffix"))?;
     drop(proto);
@@ -386,8 +393,7 @@ fn type_model(
     proto: &pb::ModelProto,
     input_shape: &[usize],
 ) -> Result<TypedModel, RuntimeError> {
-    tract_onnx::onnx()
-        .with_ignore_value_info(true)
+    onnx()
         .model_for_proto_model(proto)
         .map_err(tract_err(path, "reading the model"))?
         .with_input_fact(0, f32::fact(input_shape).into())

@@ -286,6 +286,30 @@ mod tests {
         x.signatures[0].bytes += 1;
         let e = x.verify_files(&dir).unwrap_err();
         assert_eq!(e.field, "bytes", "{e}");
+        let mut x = m.clone();
+        x.model.crc32c = "12345g78".into();
+        x.save(dir.join("manifest.json")).unwrap();
+        let e = Manifest::load(dir.join("manifest.json")).unwrap_err();
+        assert_eq!(e.field, "model.crc32c", "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn expected_files_are_checked_by_length_then_checksum() {
+        let e = Expected {
+            crc32c: crc32c::crc32c(b"abc"),
+            bytes: Some(3),
+            by: "the manifest".into(),
+        };
+        let p = Path::new("x.rws");
+        e.check_bytes(p, b"abc").unwrap();
+        let short = e.check_bytes(p, b"ab").unwrap_err();
+        assert_eq!(short.field, "bytes");
+        let other = e.check_bytes(p, b"abd").unwrap_err();
+        assert_eq!(other.field, "crc32c");
+        assert!(other.reason.contains("the manifest says"), "{other}");
+        assert_eq!(parse_crc("DEADbeef"), Some(0xdead_beef));
+        assert_eq!(parse_crc("+eadbeef"), None);
+        assert_eq!(parse_crc("deadbee"), None);
     }
 }

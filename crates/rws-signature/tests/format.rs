@@ -37,6 +37,9 @@ fn round_trip_every_dtype_through_a_memory_map() {
         let sig = SignatureFile::open(&path).unwrap();
         assert_eq!(sig.metadata(), &meta("fog"));
         assert_eq!(sig.file_len(), report.file_len);
+        // The whole-file CRC the format assembles from its payload checksums is the file's.
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(sig.file_crc32c(), crc32c::crc32c(&bytes), "{dtype}");
         assert_eq!(sig.tensors().len(), tensors.len());
         for (i, t) in tensors.iter().enumerate() {
             let e = &sig.tensors()[i];

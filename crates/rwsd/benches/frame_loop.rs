@@ -208,16 +208,18 @@ fn never() -> bool {
     false
 }
 
-/// Runs ticks until `n` frames were answered.
-fn frames(d: &mut Daemon, n: usize) {
-    let mut done = 0;
-    while done < n {
+/// Runs ticks until `n` frames were answered; returns the allocations of each frame's tick.
+fn frames(d: &mut Daemon, n: usize) -> Vec<u64> {
+    let mut per_frame = Vec::with_capacity(n);
+    while per_frame.len() < n {
+        let a0 = allocs().0;
         match d.tick(&never) {
-            Tick::Frame => done += 1,
+            Tick::Frame => per_frame.push(allocs().0 - a0),
             Tick::Ended => panic!("the frame file ended early"),
             Tick::Idle => {}
         }
     }
+    per_frame
 }
 
 /// Allocations and bytes of one `Session::run_into` on this model with every signature on, the
@@ -310,7 +312,7 @@ fn steady(a: &Args, work: &Path, side: (usize, usize), out: &mut Vec<(&str, Stri
     // Steady frames: allocations of every thread and the loop's timings.
     let t0 = d.timings();
     let (a0, b0) = allocs();
-    frames(&mut d, a.frames);
+    let per_tick = frames(&mut d, a.frames);
     let (a1, b1) = allocs();
     let t1 = d.timings();
     let n = a.frames as f64;
@@ -330,6 +332,27 @@ fn steady(a: &Args, work: &Path, side: (usize, usize), out: &mut Vec<(&str, Stri
     out.push((
         "allocs_per_frame_daemon",
         format!("{:.2}", frame_allocs - tract_allocs),
+    ));
+    // Frames whose tick allocated more than the model run itself: the status refreshes (every
+    // 250 ms) and anything else the daemon still allocates.
+    let tract = tract_allocs.round() as u64;
+    let extra: Vec<u64> = per_tick.iter().map(|&x| x.saturating_sub(tract)).collect();
+    let with_extra: Vec<u64> = extra.iter().copied().filter(|&x| x > 0).collect();
+    out.push((
+        "frames_with_daemon_allocs",
+        format!("{} of {}", with_extra.len(), per_tick.len()),
+    ));
+    out.push((
+        "daemon_allocs_when_any",
+        format!(
+            "{}..{}",
+            with_extra.iter().min().unwrap_or(&0),
+            with_extra.iter().max().unwrap_or(&0)
+        ),
+    ));
+    out.push((
+        "status_refreshes_about",
+        format!("{:.0}", (t1.step - t0.step).as_secs_f64() / 0.25),
     ));
     out.push(("frame_us", format!("{step:.1}")));
     out.push(("run_us", format!("{run:.1}")));

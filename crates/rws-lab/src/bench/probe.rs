@@ -183,9 +183,22 @@ fn rws(
 }
 
 fn load_session(model: &Path, files: &[PathBuf]) -> Result<Session, BenchError> {
+    let t = Instant::now();
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
     let sigs = open_all(files)?;
+    log::debug!("{} signatures opened in {:.1} ms", files.len(), ms(t));
+    if std::env::var_os("RWS_PROBE_TWICE").is_some() {
+        let t = Instant::now();
+        drop(open_all(files)?);
+        log::debug!("{} signatures opened again in {:.1} ms", files.len(), ms(t));
+    }
+    let t = Instant::now();
     let rt = Arc::new(Runtime::load(model, sigs, &RuntimeOptions::default())?);
-    Ok(Session::new(rt)?)
+    log::debug!("runtime loaded in {:.1} ms", ms(t));
+    let t = Instant::now();
+    let s = Session::new(rt)?;
+    log::debug!("session started in {:.1} ms", ms(t));
+    Ok(s)
 }
 
 fn activate_all(session: &Session) -> Result<(), BenchError> {

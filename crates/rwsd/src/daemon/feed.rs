@@ -7,7 +7,7 @@
 //! with come back through [`Feed::recycle`] (a queue of [`RECYCLED`]), and the source decodes the
 //! next frames into them: a steady stream allocates no frame buffers.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -136,26 +136,21 @@ impl Feed {
 impl Drop for Feed {
     fn drop(&mut self) {
         self.stop.stop();
+        // The receiver goes first, so a source thread waiting to hand over a frame is released
+        // (its send fails) and the join below returns.
+        let (_, closed) = std::sync::mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.rx, closed));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// Hands `item` over, waiting while the queue is full; `false` when stopped or nobody listens.
-fn put(tx: &SyncSender<Item>, mut item: Item, stop: &Stop) -> bool {
-    loop {
-        match tx.try_send(item) {
-            Ok(()) => return true,
-            Err(TrySendError::Disconnected(_)) => return false,
-            Err(TrySendError::Full(back)) => {
-                if stop.sleep(Duration::from_millis(5)) {
-                    return false;
-                }
-                item = back;
-            }
-        }
-    }
+/// Hands `item` over, waiting while the queue is full (the frame loop takes the next one the
+/// moment it is free); `false` when stopped or nobody listens. The wait ends when the feed is
+/// dropped: its receiver goes first, which fails the send.
+fn put(tx: &SyncSender<Item>, item: Item, stop: &Stop) -> bool {
+    !stop.stopped() && tx.send(item).is_ok()
 }
 
 /// What the source thread talks to: the frame queue, the recycled images, the stop flag and the

@@ -4,9 +4,11 @@
 //! at most a tick, so signals, reloads, sensor events and the status are served whatever the
 //! camera does. Per frame: sensor events in ([`sensors::SensorHub`]), the policy evaluated,
 //! coefficients requested from the session (never blocking: the session's worker builds the
-//! plan), the frame run and written as one JSON line ([`output`]). Between frames: signals, and
-//! a finished reload ([`reload::Reloader`]) swapped in whole. rwsd exits on SIGTERM/SIGINT,
-//! `--max-frames`, or the end of a read-once frame source, and on nothing else.
+//! plan), the frame run and written as one JSON line ([`output`]), all in buffers kept from frame
+//! to frame (a steady frame allocates nothing of the daemon's). Between frames: signals, and a
+//! finished reload ([`reload::Reloader`], prepared and swapped in by `swap`) taken whole. rwsd
+//! exits on SIGTERM/SIGINT, `--max-frames`, or the end of a read-once frame source, and on
+//! nothing else.
 //!
 //! State lives in three places, each with one owner: the loaded config, session and signature
 //! map ([`loaded::Loaded`], owned by the frame loop), the policy engine and the served status
@@ -23,6 +25,7 @@ mod score;
 pub mod sensors;
 mod signals;
 mod status;
+mod swap;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,37 +141,8 @@ pub struct Daemon {
     /// When the status was last rebuilt (it is refreshed at most every [`STATUS_EVERY`]).
     status_at: Option<Instant>,
     buf: Buffers,
-}
-
-/// Loads `path` on the reload thread; a failure is published in the status at once. The heavy
-/// part runs on a helper in the idle scheduling class, so it never takes a core from a frame;
-/// the session (and its prefix worker) is started back on the reload thread, at normal
-/// priority.
-fn prepare_reload(path: PathBuf, shared: Arc<Shared>) -> reload::Prepare<(Loaded, Engine)> {
-    Arc::new(move || {
-        let heavy = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("rwsd-load".into())
-                .spawn_scoped(s, || {
-                    crate::source::background_priority();
-                    loaded::prepare(&path)
-                })
-                .map(|h| h.join())
-        });
-        let prepared = match heavy {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(anyhow::anyhow!("the load thread panicked")),
-            Err(e) => Err(anyhow::anyhow!("starting the load thread: {e}")),
-        };
-        prepared
-            .and_then(|(cfg, rt)| loaded::assemble(cfg, rt))
-            .with_context(|| format!("reloading {}", path.display()))
-            .map_err(|e| {
-                let msg = format!("{e:#}");
-                shared.status().last_reload_error = Some(msg.clone());
-                msg
-            })
-    })
+    /// A live reload that changed the sensors: the new hub, started off the frame thread.
+    sensor_restart: Option<std::sync::mpsc::Receiver<Result<SensorHub>>>,
 }
 
 fn open_output(cfg: &Config) -> Result<Output> {
@@ -226,7 +200,7 @@ impl Daemon {
         );
         Ok(Daemon {
             path: path.to_path_buf(),
-            reloader: Reloader::new(prepare_reload(path.to_path_buf(), shared.clone())),
+            reloader: Reloader::new(swap::prepare_reload(path.to_path_buf(), shared.clone())),
             loaded,
             shared,
             health,
@@ -243,6 +217,7 @@ impl Daemon {
             last: Last::default(),
             status_at: None,
             buf: Buffers::default(),
+            sensor_restart: None,
         })
     }
 
@@ -363,6 +338,12 @@ impl Daemon {
         if let Err(e) = self.out.flush() {
             self.output_failed(&e);
         }
+        if let Some(rx) = self.sensor_restart.take() {
+            // A restart in flight finishes within a tick or two; its threads are stopped too.
+            if let Ok(Ok(mut hub)) = rx.recv_timeout(Duration::from_secs(5)) {
+                hub.stop();
+            }
+        }
         self.sensors.stop();
         if let Some(s) = self.score.as_ref().filter(|s| s.seen > 0) {
             log::info!(
@@ -372,79 +353,6 @@ impl Daemon {
                 s.seen
             );
         }
-    }
-
-    /// SIGHUP: starts preparing a reload (parsing the config, mapping and checking the
-    /// signatures and optimizing the model take ~10 ms for the demo and ~100 ms for VGG-16,
-    /// frames the camera would otherwise have to hold back).
-    pub fn request_reload(&mut self) {
-        log::info!("rwsd: SIGHUP, reloading {}", self.path.display());
-        if let Err(e) = self.reloader.request() {
-            self.reload_failed(e);
-            self.publish_reload_status();
-        }
-    }
-
-    /// Between frames: takes a finished reload, if any, and swaps it in whole; on any error
-    /// everything stays as it was. Returns whether a reload finished.
-    pub fn finish_reload(&mut self) -> bool {
-        let Some(result) = self.reloader.poll() else {
-            return false;
-        };
-        match result {
-            Err(e) => self.reload_failed(e),
-            Ok(new) => self.swap_in(new),
-        }
-        self.publish_reload_status();
-        true
-    }
-
-    fn reload_failed(&mut self, msg: String) {
-        log::error!("rwsd: reload failed, keeping the running config: {msg}");
-        self.counts.last_reload_error = Some(msg);
-    }
-
-    fn swap_in(&mut self, (new, mut engine): (Loaded, Engine)) {
-        {
-            let mut running = self.shared.engine();
-            engine.carry_from(&running);
-            *running = engine;
-        }
-        let old_cfg = &self.loaded.cfg;
-        if new.cfg.frames != old_cfg.frames || new.cfg.output != old_cfg.output {
-            log::warn!("rwsd: frame source and output changes take effect on restart");
-        }
-        if new.cfg.sensors != self.sensors.specs() {
-            // The old threads are stopped and joined first (each read returns within a tick),
-            // so no thread or descriptor outlives its sensor.
-            self.sensors.stop();
-            match SensorHub::start(&new.cfg, &self.health) {
-                Ok(s) => self.sensors = s,
-                Err(e) => log::error!("rwsd: restarting sensors failed: {e:#}"),
-            }
-        }
-        let old = std::mem::replace(&mut self.loaded, new);
-        // The old session's run states are dropped here, where they ran; its worker is joined
-        // off the frame thread.
-        let finish = old.session.retire();
-        let _ = std::thread::Builder::new()
-            .name("rwsd-drop".into())
-            .spawn(finish);
-        self.requested = None;
-        self.status_at = None;
-        self.counts.reloads += 1;
-        self.counts.last_reload_error = None;
-        log::info!(
-            "rwsd: reloaded ({} signatures)",
-            self.loaded.cfg.signatures.len()
-        );
-    }
-
-    /// Status shows the outcome at once, not only after the next frame.
-    fn publish_reload_status(&self) {
-        let mut status = self.shared.status();
-        status.reloads = self.counts.reloads;
-        status.last_reload_error = self.counts.last_reload_error.clone();
     }
 
     /// Applies due sensor events and evaluates the policy at `t` (into `self.buf.alphas`);

@@ -265,3 +265,54 @@ fn the_status_is_current_while_no_frame_arrives() {
         s.threads
     );
 }
+
+/// A copy of the shipped signature set in `dir/signatures` and a demo config using it.
+fn copied_set(dir: &Path) -> (PathBuf, PathBuf) {
+    let sigs = dir.join("signatures");
+    std::fs::create_dir(&sigs).unwrap();
+    for e in std::fs::read_dir(repo().join("signatures")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, sigs.join(p.file_name().unwrap())).unwrap();
+    }
+    let path = demo_config(dir, "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("{:?}", repo().join("signatures")),
+        &format!("{sigs:?}"),
+    );
+    std::fs::write(&path, text).unwrap();
+    (sigs, path)
+}
+
+#[test]
+fn a_valid_signature_that_is_not_the_manifests_is_refused_by_its_checksum() {
+    // Another well-formed fog signature in fog.rws: the format accepts it, the manifest's
+    // CRC-32C (checked from the format's own checksums, no second read) does not.
+    let dir = tempfile::tempdir().unwrap();
+    let (sigs, path) = copied_set(dir.path());
+    std::fs::write(
+        sigs.join("fog.rws"),
+        rws_testkit::encode(3, rws_signature::format::DType::I8),
+    )
+    .unwrap();
+    let err = format!("{:#}", Daemon::start(&path).err().unwrap());
+    assert!(err.contains("fog.rws"), "{err}");
+    assert!(
+        err.contains("bytes") || err.contains("crc32c"),
+        "the manifest's length or checksum names it: {err}"
+    );
+}
+
+#[test]
+fn only_the_signatures_the_policy_uses_are_read() {
+    // A damaged file the policy never names does not stop a start; the same damage in a used
+    // one does.
+    let dir = tempfile::tempdir().unwrap();
+    let (sigs, path) = copied_set(dir.path());
+    std::fs::write(sigs.join("brightness.rws"), b"not a signature").unwrap();
+    let d = Daemon::start(&path).unwrap();
+    assert!(!d.summary().contains("brightness"));
+    drop(d);
+    std::fs::write(sigs.join("fog.rws"), b"not a signature").unwrap();
+    let err = format!("{:#}", Daemon::start(&path).err().unwrap());
+    assert!(err.contains("fog.rws"), "{err}");
+}

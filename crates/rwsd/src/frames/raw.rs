@@ -142,3 +142,35 @@ impl RawFrames {
         Ok(Some(Frame { name, image }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_decoded_into_the_spare_image_without_a_new_buffer() {
+        let bytes: Vec<u8> = (0..2 * 4 * 3 * 3).map(|i| i as u8).collect();
+        let mut raw = RawFrames::from_reader(
+            Box::new(std::io::Cursor::new(bytes)),
+            Path::new("mem"),
+            3,
+            4,
+            RawFormat::Rgb24,
+            &Stop::new(),
+        );
+        let first = raw.next_frame(None).unwrap().unwrap();
+        assert_eq!(first.name.to_string(), "raw:0");
+        assert_eq!(first.image.data[5], 5.0 / 255.0);
+        let buffer = first.image.data.as_ptr();
+        let second = raw.next_frame(Some(first.image)).unwrap().unwrap();
+        assert_eq!(
+            second.image.data.as_ptr(),
+            buffer,
+            "the spare's buffer is reused"
+        );
+        assert_eq!(second.image.data[0], 36.0 / 255.0);
+        assert_eq!(second.name.to_string(), "raw:1");
+        // The stream ends between frames: the end, not a bad frame.
+        assert!(raw.next_frame(Some(second.image)).unwrap().is_none());
+    }
+}

@@ -108,7 +108,6 @@ pub struct SignatureFile {
     meta: Metadata,
     tensors: Vec<TensorEntry>,
     fingerprint: u32,
-    file_crc: u32,
 }
 
 impl std::fmt::Debug for SignatureFile {
@@ -162,7 +161,6 @@ impl SignatureFile {
             meta: parsed.meta,
             tensors: parsed.tensors,
             fingerprint: parsed.fingerprint,
-            file_crc: parsed.file_crc,
         })
     }
 
@@ -187,10 +185,12 @@ impl SignatureFile {
         self.fingerprint
     }
 
-    /// CRC-32C of the whole file (as a manifest lists it), computed while validating: checking
-    /// a file against its manifest entry costs no second pass over it.
+    /// CRC-32C of the whole file, as a manifest lists it. Computed on the bytes already mapped
+    /// and validated (resident: no second read from storage; hardware CRC on x86-64 and ARMv8).
+    /// Assembling it from the payload checksums with `crc32c_combine` instead was measured
+    /// slower: the combine costs microseconds per payload, the pass nanoseconds per kilobyte.
     pub fn file_crc32c(&self) -> u32 {
-        self.file_crc
+        crc32c::crc32c(self.bytes.as_slice())
     }
 
     /// Size of the file in bytes.

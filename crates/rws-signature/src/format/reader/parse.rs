@@ -30,8 +30,6 @@ pub(super) struct Parsed {
     pub meta: Metadata,
     pub tensors: Vec<TensorEntry>,
     pub fingerprint: u32,
-    /// CRC-32C of the whole file.
-    pub file_crc: u32,
 }
 
 /// Validates the whole file `b`.
@@ -49,7 +47,7 @@ pub(super) fn parse(path: &Path, b: &[u8]) -> Result<Parsed, FormatError> {
         ));
     }
     let tensors = parse_table(path, &b[header.table], count)?;
-    let file_crc = check_payloads(path, b, &tensors, head_end)?;
+    check_payloads(path, b, &tensors, head_end)?;
     let fp = fingerprint(
         tensors
             .iter()
@@ -68,7 +66,6 @@ pub(super) fn parse(path: &Path, b: &[u8]) -> Result<Parsed, FormatError> {
         meta,
         tensors,
         fingerprint: fp,
-        file_crc,
     })
 }
 
