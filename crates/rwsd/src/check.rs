@@ -1,8 +1,9 @@
 //! `rwsctl check`: everything about a config that can be verified without building the model in
 //! the inference engine, so the small device client can vet a config before a SIGHUP: the config
-//! itself (and, through it, the manifest's checksums), every signature file the policy uses, the
-//! model's protobuf, each signature against the model's tensors, and that the graph splits after
-//! the patched layers. `rwsd --check` does all of this and then builds the runtime.
+//! itself, every signature file the policy uses (the format's checks, then the manifest's length
+//! and CRC-32C), the model's protobuf (checked against the manifest or `model.crc32c` as it is
+//! read), each signature against the model's tensors, and that the graph splits after the
+//! patched layers. `rwsd --check` does all of this and then builds the runtime.
 
 use std::collections::HashSet;
 
