@@ -338,6 +338,16 @@ fn steady(a: &Args, work: &Path, side: (usize, usize), out: &mut Vec<(&str, Stri
     let tract = tract_allocs.round() as u64;
     let extra: Vec<u64> = per_tick.iter().map(|&x| x.saturating_sub(tract)).collect();
     let with_extra: Vec<u64> = extra.iter().copied().filter(|&x| x > 0).collect();
+    let mut sorted = extra.clone();
+    sorted.sort_unstable();
+    out.push((
+        "daemon_allocs_median_frame",
+        sorted
+            .get(sorted.len() / 2)
+            .copied()
+            .unwrap_or(0)
+            .to_string(),
+    ));
     out.push((
         "frames_with_daemon_allocs",
         format!("{} of {}", with_extra.len(), per_tick.len()),
