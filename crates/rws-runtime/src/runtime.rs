@@ -331,7 +331,7 @@ impl<B: Backend> Runtime<B> {
                 got: alphas.len(),
             });
         }
-        if alphas.iter().all(|&a| a == 0.0) {
+        if Self::is_clean(alphas) {
             return Ok(self.clean_prefix().clone());
         }
         let refs: Vec<&SignatureFile> = self.sigs.iter().collect();
@@ -347,6 +347,11 @@ impl<B: Backend> Runtime<B> {
         let mut out: Vec<Vec<f32>> = self.clean.iter().map(|c| vec![0f32; c.len()]).collect();
         patcher.patch(&clean, alphas, &mut out)?;
         self.backend.build_prefix(out)
+    }
+
+    /// Whether `alphas` take every signature off (the clean prefix, never built).
+    pub fn is_clean(alphas: &[f32]) -> bool {
+        alphas.iter().all(|&a| a == 0.0)
     }
 
     /// A run state for a prefix plan: the backend's per-run buffers, reusable across frames.

@@ -362,11 +362,8 @@ fn worker<B: Backend>(shared: &Shared<B>) {
         };
         let start = Instant::now();
         // All zero: the clean prefix, kept once and never rebuilt (nor cached).
-        let clean = alphas
-            .iter()
-            .all(|&a| a == 0.0)
-            .then(|| shared.rt.clean_prefix().clone());
-        let cached = clean.or_else(|| {
+        let clean = Runtime::<B>::is_clean(&alphas);
+        let cached = clean.then(|| shared.rt.clean_prefix().clone()).or_else(|| {
             cache
                 .iter()
                 .position(|(a, _)| same_bits(a, &alphas))
@@ -389,7 +386,7 @@ fn worker<B: Backend>(shared: &Shared<B>) {
                     st.stats.builds += 1;
                     st.stats.last_build_ms = ms;
                 }
-                if !Arc::ptr_eq(&plan, shared.rt.clean_prefix()) {
+                if !clean {
                     cache.push_front((alphas.clone(), plan.clone()));
                     cache.truncate(PLAN_CACHE);
                 }

@@ -56,6 +56,12 @@ fn err(path: &Path, field: impl Into<String>, reason: impl Into<String>) -> Mani
 /// CRC-32C of a file, as 8 hex digits, and its length, streamed through a 64 KiB buffer (a
 /// model of hundreds of megabytes is never held in memory to be checksummed).
 pub fn checksum(path: &Path) -> Result<(String, u64), ManifestError> {
+    let (crc, len) = stream_crc(path)?;
+    Ok((format!("{crc:08x}"), len))
+}
+
+/// [`checksum`] as a number.
+fn stream_crc(path: &Path) -> Result<(u32, u64), ManifestError> {
     use std::io::Read;
     let io = |e: std::io::Error| err(path, "file", e.to_string());
     let mut file = std::fs::File::open(path).map_err(io)?;
@@ -71,7 +77,7 @@ pub fn checksum(path: &Path) -> Result<(String, u64), ManifestError> {
         crc = crc32c::crc32c_append(crc, &buf[..n]);
         len += n as u64;
     }
-    Ok((format!("{crc:08x}"), len))
+    Ok((crc, len))
 }
 
 /// A CRC-32C as the manifest writes it (8 hex digits, either case).
@@ -212,29 +218,15 @@ impl Manifest {
     /// manifest's directory (`rws verify`, tools; the daemon checks each file it uses as it
     /// reads it instead).
     pub fn verify_files(&self, dir: &Path) -> Result<(), ManifestError> {
-        let files = std::iter::once((&self.model.file, &self.model.crc32c, self.model.bytes))
-            .chain(
-                self.signatures
-                    .iter()
-                    .map(|s| (&s.file, &s.crc32c, s.bytes)),
-            );
-        for (file, crc, bytes) in files {
+        let files = std::iter::once((&self.model.file, self.model_expected())).chain(
+            self.signatures
+                .iter()
+                .map(|s| (&s.file, Self::signature_expected(s))),
+        );
+        for (file, expected) in files {
             let p = dir.join(file);
-            let (got, len) = checksum(&p)?;
-            if len != bytes {
-                return Err(err(
-                    &p,
-                    "bytes",
-                    format!("manifest says {bytes} bytes, file has {len}"),
-                ));
-            }
-            if got != crc.to_ascii_lowercase() {
-                return Err(err(
-                    &p,
-                    "crc32c",
-                    format!("manifest says {crc}, file has {got}"),
-                ));
-            }
+            let (crc, len) = stream_crc(&p)?;
+            expected.check(&p, crc, len)?;
         }
         Ok(())
     }

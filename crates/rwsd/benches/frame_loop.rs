@@ -225,14 +225,9 @@ fn frames(d: &mut Daemon, n: usize) -> Vec<u64> {
 /// Allocations and bytes of one `Session::run_into` on this model with every signature on, the
 /// same coefficients as the daemon runs.
 fn session_allocs(dir: &Path) -> (f64, f64) {
-    let files: Vec<PathBuf> = {
-        let m = rws_signature::manifest::Manifest::load(dir.join("manifest.json")).unwrap();
-        m.signatures.iter().map(|s| dir.join(&s.file)).collect()
-    };
-    let model = {
-        let m = rws_signature::manifest::Manifest::load(dir.join("manifest.json")).unwrap();
-        dir.join(m.model.file)
-    };
+    let m = rws_signature::manifest::Manifest::load(dir.join("manifest.json")).unwrap();
+    let files: Vec<PathBuf> = m.signatures.iter().map(|s| dir.join(&s.file)).collect();
+    let model = dir.join(&m.model.file);
     let sigs: Vec<_> = files
         .iter()
         .map(|f| rws_signature::SignatureFile::open(f).unwrap())

@@ -12,27 +12,27 @@ use crate::policy::Engine;
 use crate::sensors::driver::{Event, EventKind};
 use crate::sensors::Counters;
 
-/// One formatted trace line for time `t`.
-pub fn line(t: f64, names: &[String], alphas: &[f64]) -> String {
-    let mut s = format!("t={t}");
-    for (n, a) in names.iter().zip(alphas) {
-        let _ = write!(s, " {n}={a:.3}");
-    }
-    s
+/// One trace line for time `t` (`t=12 fog=0.500 snow=0.000`), formatted where it is written:
+/// the daemon's trace writes it straight to its file, with no string per frame.
+pub struct TraceLine<'a> {
+    pub t: f64,
+    pub names: &'a [String],
+    pub alphas: &'a [f64],
 }
 
-/// [`line`] and a newline written straight to `w` (the daemon's trace: no string per frame).
-pub fn write_line(
-    w: &mut impl std::io::Write,
-    t: f64,
-    names: &[String],
-    alphas: &[f64],
-) -> std::io::Result<()> {
-    write!(w, "t={t}")?;
-    for (n, a) in names.iter().zip(alphas) {
-        write!(w, " {n}={a:.3}")?;
+impl std::fmt::Display for TraceLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "t={}", self.t)?;
+        for (n, a) in self.names.iter().zip(self.alphas) {
+            write!(f, " {n}={a:.3}")?;
+        }
+        Ok(())
     }
-    writeln!(w)
+}
+
+/// One formatted trace line for time `t`.
+pub fn line(t: f64, names: &[String], alphas: &[f64]) -> String {
+    TraceLine { t, names, alphas }.to_string()
 }
 
 /// The trace of `events` (each with a log time; events without one count but do not move the

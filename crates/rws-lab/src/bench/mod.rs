@@ -195,7 +195,8 @@ fn interleaved<T>(
     (median(&mut ta) * 1e6, median(&mut tb) * 1e6)
 }
 
-pub(crate) fn median(v: &mut [f64]) -> f64 {
+/// The median of `v` (sorted in place); `v` must not be empty.
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|x, y| x.total_cmp(y));
     v[v.len() / 2]
 }

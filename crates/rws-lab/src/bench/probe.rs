@@ -162,10 +162,9 @@ fn rws(
     active: bool,
 ) -> Result<(ProbeReport, Session), BenchError> {
     let start = Instant::now();
-    let session = load_session(model, files)?;
+    let mut session = load_session(model, files)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let peak_mb = memory_mb().1;
-    let mut session = session;
     if active {
         activate_all(&session)?;
     }
@@ -187,11 +186,6 @@ fn load_session(model: &Path, files: &[PathBuf]) -> Result<Session, BenchError> 
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
     let sigs = open_all(files)?;
     log::debug!("{} signatures opened in {:.1} ms", files.len(), ms(t));
-    if std::env::var_os("RWS_PROBE_TWICE").is_some() {
-        let t = Instant::now();
-        drop(open_all(files)?);
-        log::debug!("{} signatures opened again in {:.1} ms", files.len(), ms(t));
-    }
     let t = Instant::now();
     let rt = Arc::new(Runtime::load(model, sigs, &RuntimeOptions::default())?);
     log::debug!("runtime loaded in {:.1} ms", ms(t));

@@ -83,8 +83,12 @@ impl Daemon {
 
     pub(super) fn write_trace(&mut self, t: f64) {
         if let Some(f) = &mut self.trace {
-            let _ = crate::replay::write_line(f, t, &self.loaded.names, &self.buf.alphas)
-                .and_then(|()| f.flush());
+            let line = crate::replay::TraceLine {
+                t,
+                names: &self.loaded.names,
+                alphas: &self.buf.alphas,
+            };
+            let _ = writeln!(f, "{line}").and_then(|()| f.flush());
         }
     }
 }

@@ -131,14 +131,8 @@ impl Loaded {
         )
     }
 
-    /// The coefficient requests for the engine's output `alphas`: (runtime slot, α).
-    pub fn coefficients(&self, alphas: &[f64]) -> Vec<(usize, f32)> {
-        let mut out = Vec::with_capacity(alphas.len());
-        self.coefficients_into(alphas, &mut out);
-        out
-    }
-
-    /// [`Self::coefficients`] into `out` (reused by the frame loop).
+    /// The coefficient requests for the engine's output `alphas` into `out` (reused by the
+    /// frame loop): (runtime slot, α).
     pub fn coefficients_into(&self, alphas: &[f64], out: &mut Vec<(usize, f32)>) {
         out.clear();
         out.extend(self.map.iter().zip(alphas).map(|(&i, &a)| (i, a as f32)));

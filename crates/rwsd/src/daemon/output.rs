@@ -159,16 +159,6 @@ pub fn top_k_into(probs: &[f32], k: usize, top: &mut Vec<(usize, f32)>) {
     }
 }
 
-/// The `k` most probable classes of `logits` (tools and tests; the frame loop uses the `_into`
-/// forms with its own buffers).
-pub fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut probs = Vec::new();
-    softmax_into(logits, &mut probs);
-    let mut top = Vec::with_capacity(k);
-    top_k_into(&probs, k, &mut top);
-    top
-}
-
 /// The label a frame's file name gives: the stem's last `-`-separated part (`0011-fog-3.png`
 /// is a 3).
 pub fn label_from_name(name: &str) -> Option<&str> {
@@ -217,6 +207,15 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `k` most probable classes of `logits`, through the frame loop's two steps.
+    fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
+        let mut probs = Vec::new();
+        softmax_into(logits, &mut probs);
+        let mut top = Vec::new();
+        top_k_into(&probs, k, &mut top);
+        top
+    }
 
     #[test]
     fn frame_line_has_the_documented_keys_in_order() {

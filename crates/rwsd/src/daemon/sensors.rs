@@ -175,22 +175,9 @@ impl SensorHub {
         due
     }
 
-    /// Applies the events due at time `t` (live: stamped `t`) to the engine; in replay it
-    /// waits for the sensors up to their time unless `interrupted()`. The daemon instead calls
-    /// [`Self::take_due`] (which may wait) without the engine's lock, then [`Self::apply_due`]
-    /// under it.
-    pub fn apply(
-        &mut self,
-        t: f64,
-        clock: Clock,
-        engine: &mut Engine,
-        interrupted: &dyn Fn() -> bool,
-    ) {
-        let due = self.take_due(t, clock, interrupted);
-        self.apply_due(due, t, engine);
-    }
-
-    /// Applies events from [`Self::take_due`] at time `t` (events without a time get `t`).
+    /// Applies events from [`Self::take_due`] at time `t` (events without a time get `t`; live,
+    /// everything is stamped `t`). Take them without the engine's lock (replay may wait there)
+    /// and apply them under it.
     pub fn apply_due(&mut self, due: Vec<Event>, t: f64, engine: &mut Engine) {
         for e in due {
             let s = e.sensor;
@@ -346,7 +333,8 @@ mod tests {
             overrides: Default::default(),
         };
         let mut engine = Engine::new(policy, vec![10.0]);
-        hub.apply(1.0, Clock::Live, &mut engine, &|| false);
+        let due = hub.take_due(1.0, Clock::Live, &|| false);
+        hub.apply_due(due, 1.0, &mut engine);
         let st = hub.status(&engine, 1.0);
         assert_eq!(st[0].counters.readings, 1);
         assert_eq!(st[0].counters.binary, 1);

@@ -123,9 +123,7 @@ fn memory_and_load(
         (0..runs).map(|_| child(model, dir, mode, &shape)).collect()
     };
     let med = |v: &[ProbeReport], f: fn(&ProbeReport) -> f64| {
-        let mut x: Vec<f64> = v.iter().map(f).collect();
-        x.sort_by(f64::total_cmp);
-        x[x.len() / 2]
+        rws_lab::bench::median(&mut v.iter().map(f).collect::<Vec<_>>())
     };
     let plain = many(Mode::Plain)?;
     let all = many(Mode::All)?;
