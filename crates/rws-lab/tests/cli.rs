@@ -225,3 +225,64 @@ fn bench_json_has_every_documented_key() {
     }
     assert_eq!(v["signatures"], 19);
 }
+
+/// The signing workflow as a release engineer runs it: keygen, sign a copy of the shipped set,
+/// verify it with the public key; then an edit no CRC sees is REFUSED, exit 1.
+#[test]
+fn keygen_sign_and_verify_a_set() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let sigs = dir.path().join("sigs");
+    std::fs::create_dir(&sigs).unwrap();
+    for e in std::fs::read_dir(repo().join("signatures")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), sigs.join(e.file_name())).unwrap();
+    }
+    let (key, set) = (dir.path().join("release-1"), sigs.to_str().unwrap());
+    let key_s = key.to_str().unwrap();
+    let (code, out, err) = rws(&["keygen", "--out", key_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("release-1.pub"), "{out}");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second keygen onto the same path loses nothing.
+    let before = std::fs::read(&key).unwrap();
+    let (code, _, err) = rws(&["keygen", "--out", key_s]);
+    assert_eq!(code, 2);
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+    // Unsigned: `verify --key` insists on a seal.
+    let public = format!("{key_s}.pub");
+    let (code, out, _) = rws(&["verify", set, "--key", &public]);
+    assert_eq!(code, 1);
+    assert!(out.contains("REFUSED: seal: unsigned"), "{out}");
+    let (code, out, err) = rws(&["sign", set, "--key", key_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("signed by") || out.contains("with release-1"),
+        "{out}"
+    );
+    let (code, out, err) = rws(&["verify", set, "--key", &public]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("(length, CRC-32C and SHA-256)") && out.contains("ok: seal verified"),
+        "{out}"
+    );
+    // Without a key the seal is reported, not checked.
+    let (code, out, _) = rws(&["verify", set]);
+    assert_eq!(code, 0);
+    assert!(out.contains("not checked"), "{out}");
+    let manifest = sigs.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen("\"severity\": 5", "\"severity\": 2", 1),
+    )
+    .unwrap();
+    let (code, out, _) = rws(&["verify", set, "--key", &public]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("REFUSED") && out.contains("does not match"),
+        "{out}"
+    );
+}

@@ -1,9 +1,10 @@
 //! `rwsctl check`: everything about a config that can be verified without building the model in
 //! the inference engine, so the small device client can vet a config before a SIGHUP: the config
-//! itself, every signature file the policy uses (the format's checks, then the manifest's length
-//! and CRC-32C), the model's protobuf (checked against the manifest or `model.crc32c` as it is
-//! read), each signature against the model's tensors, and that the graph splits after the
-//! patched layers. `rwsd --check` does all of this and then builds the runtime.
+//! itself, the set's seal against `[trust]`, every signature file the policy uses (the format's
+//! checks, then the manifest's length and CRC-32C, and a signed set's SHA-256), the model's
+//! protobuf (checked against the manifest or `model.crc32c` as it is read), each signature
+//! against the model's tensors, and that the graph splits after the patched layers.
+//! `rwsd --check` does all of this and then builds the runtime.
 
 use std::collections::HashSet;
 
@@ -38,8 +39,9 @@ pub fn check(cfg: &Config) -> Result<String, CheckError> {
         source,
     })?;
     Ok(format!(
-        "config {}: ok\nmodel {}: {} patched tensors, cut at {:?}\nsignatures: {}\nsensors: {}",
+        "config {}: ok\nsignature set: {}\nmodel {}: {} patched tensors, cut at {:?}\nsignatures: {}\nsensors: {}",
         cfg.path.display(),
+        cfg.trust,
         cfg.model.display(),
         patched.len(),
         cut.cut,

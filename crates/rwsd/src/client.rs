@@ -89,6 +89,9 @@ pub fn format_status(s: &Status) -> String {
         out.push_str(&format!("overrides: {}\n", o.join(" ")));
     }
     out.push_str(&frame_source_line(s));
+    if !s.signature_set.is_empty() {
+        out.push_str(&format!("signature set: {}\n", s.signature_set));
+    }
     for sensor in &s.sensors {
         let c = &sensor.counters;
         out.push_str(&format!(

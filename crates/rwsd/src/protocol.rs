@@ -125,6 +125,10 @@ pub struct Status {
     /// The daemon's supervised threads (sensor drivers, frame source, control socket).
     #[serde(default)]
     pub threads: Vec<ThreadStatus>,
+    /// The signature set's seal: `unsigned`, `verified: signed by NAME (key ID)`, or signed
+    /// but not checked (no `[trust]`).
+    #[serde(default)]
+    pub signature_set: String,
 }
 
 /// Where frames come from, and how that is going.

@@ -14,7 +14,7 @@ use crate::daemon::socket_request;
 
 /// A live config reading 32×32 gray frames from the FIFO `frames` in `dir`, with a socket, an
 /// output file and `extra` appended (sensor tables).
-fn fifo_config(dir: &Path, extra: &str) -> PathBuf {
+pub(crate) fn fifo_config(dir: &Path, extra: &str) -> PathBuf {
     let cfg = format!(
         "[model]\nsignatures = {sigs:?}\n[model.input]\nwidth = 32\nheight = 32\n\
          [frames]\nsource = \"raw\"\npath = {frames:?}\nwidth = 32\nheight = 32\nformat = \"gray8\"\n\
@@ -30,7 +30,7 @@ fn fifo_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-fn start(cfg: &Path) -> Child {
+pub(crate) fn start(cfg: &Path) -> Child {
     rws_testkit::bin(env!("CARGO_BIN_EXE_rwsd"))
         .args(["--config", cfg.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -50,7 +50,10 @@ fn start_waiting(dir: &Path) -> (Child, PathBuf) {
 }
 
 /// Polls the daemon's status until `done` holds (at most 10 s).
-fn wait_status(sock: &Path, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub(crate) fn wait_status(
+    sock: &Path,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         if sock.exists() {
@@ -65,7 +68,7 @@ fn wait_status(sock: &Path, done: impl Fn(&serde_json::Value) -> bool) -> serde_
     }
 }
 
-fn stop(mut child: Child, sock: &Path) {
+pub(crate) fn stop(mut child: Child, sock: &Path) {
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -5,3 +5,4 @@ mod daemon;
 mod faults;
 mod rwsctl;
 mod sensors;
+mod trust;

@@ -412,6 +412,7 @@ pub fn make_synthetic(arch: &crate::arch::Arch, dir: &Path, seed: u64) -> Result
             input: format!("NCHW 1x3x{0}x{0} RGB in [0,1]", arch.side),
             crc32c,
             bytes,
+            sha256: None,
         },
         signatures: Vec::new(),
     };
@@ -429,6 +430,7 @@ pub fn make_synthetic(arch: &crate::arch::Arch, dir: &Path, seed: u64) -> Result
             severity: 5,
             crc32c,
             bytes,
+            sha256: None,
         });
     }
     // A manifest too, so rwsd configs (and its benches) can run the synthetic model.

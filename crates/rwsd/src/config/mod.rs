@@ -126,6 +126,8 @@ pub struct Config {
     /// Per sensor, seconds after which its readings no longer count.
     pub stale_after: Vec<f64>,
     pub policy: Policy,
+    /// The signature set's seal, as `[trust]` judged it (a refused one is a config error).
+    pub trust: rws_trust::Verdict,
 }
 
 /// A file the config names is not what the manifest says it is.
@@ -145,8 +147,9 @@ impl Config {
         let mut out = Vec::with_capacity(self.signatures.len());
         for ((name, path), expected) in self.signatures.iter().zip(&self.signature_expected) {
             let sig = SignatureFile::open(path)?;
-            // The format computed the file's CRC while validating it: no second read.
-            expected.check(path, sig.file_crc32c(), sig.file_len() as u64)?;
+            // Over the bytes the format just validated (resident: no second read from storage);
+            // a signed set's SHA-256 too.
+            expected.check_bytes(path, sig.file_bytes())?;
             let held = &sig.metadata().corruption;
             if held != name {
                 return Err(FileError {

@@ -24,6 +24,20 @@ pub struct ConfigToml {
     #[serde(default, rename = "sensor")]
     pub sensors: Vec<Spanned<SensorToml>>,
     pub policy: Spanned<PolicyToml>,
+    #[serde(default)]
+    pub trust: Option<Spanned<TrustToml>>,
+}
+
+/// `[trust]`: who may sign the signature set (docs/reliability.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustToml {
+    /// `.pub` files (`rws keygen`), relative to the config; two during a key rollover.
+    #[serde(default)]
+    pub public_keys: Option<Spanned<Vec<String>>>,
+    /// Refuse a set without a valid seal by one of `public_keys`.
+    #[serde(default)]
+    pub require_signature: Option<Spanned<bool>>,
 }
 
 /// `[model]`.

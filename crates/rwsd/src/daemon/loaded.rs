@@ -114,8 +114,9 @@ impl Loaded {
             .map(|s| format!("{} ({}, {:?})", s.name, s.protocol, s.source))
             .collect();
         format!(
-            "config {}: ok\nmodel {} (input {:?}, cut at {:?}, {} prefix builds)\nsignatures: {}\nsensors: {}\nframes: {:?}\nclock: {:?}",
+            "config {}: ok\nsignature set: {}\nmodel {} (input {:?}, cut at {:?}, {} prefix builds)\nsignatures: {}\nsensors: {}\nframes: {:?}\nclock: {:?}",
             c.path.display(),
+            c.trust,
             c.model.display(),
             rt.input_shape(),
             rt.cut(),

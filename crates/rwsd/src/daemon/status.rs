@@ -55,6 +55,7 @@ impl Daemon {
             output_errors: self.counts.output_errors,
             frame_source: self.feed.status(),
             threads: self.health.snapshot(),
+            signature_set: self.loaded.cfg.trust.to_string(),
         };
         *self.shared.status() = status;
     }

@@ -32,6 +32,7 @@ mod moved;
 mod patch;
 #[cfg(feature = "train")]
 mod train;
+mod trust;
 mod verify;
 
 use std::process::ExitCode;
@@ -51,10 +52,12 @@ struct Cli {
 enum Command {
     Bench(bench::Args),
     Inspect(inspect::Args),
+    Keygen(trust::KeygenArgs),
     Corrupt(corrupt::Args),
     Extract(extract::Args),
     Eval(eval::Args),
     Patch(patch::Args),
+    Sign(trust::SignArgs),
     /// Moved to `rwsctl replay` (the device client).
     #[command(hide = true)]
     Replay(moved::Args),
@@ -79,6 +82,8 @@ fn main() -> ExitCode {
         Command::Extract(args) => extract::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Patch(args) => patch::run(&args),
+        Command::Keygen(args) => trust::keygen(&args),
+        Command::Sign(args) => trust::sign(&args),
         Command::Replay(_) => moved::run("replay"),
         Command::Status(_) => moved::run("status"),
         Command::Override(_) => moved::run("override"),

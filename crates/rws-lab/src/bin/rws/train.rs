@@ -272,6 +272,7 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
             input: format!("NCHW 1x3x{0}x{0} RGB in [0,1]", ctx.arch.side),
             crc32c: crc,
             bytes,
+            sha256: None,
         },
         signatures: Vec::new(),
     };
@@ -285,6 +286,7 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
             severity: args.severity,
             crc32c: crc,
             bytes,
+            sha256: None,
         });
     }
     manifest.save(sig_dir.join("manifest.json"))?;

@@ -193,6 +193,11 @@ impl SignatureFile {
         crc32c::crc32c(self.bytes.as_slice())
     }
 
+    /// The whole file, as mapped and validated (what a manifest's CRC-32C and SHA-256 cover).
+    pub fn file_bytes(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+
     /// Size of the file in bytes.
     pub fn file_len(&self) -> usize {
         self.bytes.as_slice().len()

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 mod policy;
 mod sources;
+mod trust;
 
 use super::schema::{self, ConfigToml, SensorToml};
 use super::{Clock, Config, ConfigError, Input};
@@ -72,6 +73,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let model = model(&ctx, &raw.model)?;
     let policy = policy(&ctx, &raw.policy, &model.manifest, &model.manifest_path)?;
     let (signatures, signature_expected) = signatures(&policy, &model.manifest, &model.sig_dir);
+    let trust = trust::trust(&ctx, raw.trust.as_ref(), &raw.model, &model)?;
     let (sensors, stale_after) = sensors(&ctx, &raw.sensors)?;
     signals(&ctx, &raw.policy, &sensors)?;
     let frames = frames(&ctx, &raw.frames, &model.input)?;
@@ -107,6 +109,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         sensors,
         stale_after,
         policy,
+        trust,
     })
 }
 
@@ -134,6 +137,8 @@ struct ModelSection {
     sig_dir: PathBuf,
     manifest_path: PathBuf,
     manifest: Manifest,
+    /// The manifest's bytes, as read: what a seal covers.
+    manifest_bytes: Vec<u8>,
     path: PathBuf,
     expected: Expected,
     input: Input,
@@ -143,7 +148,9 @@ fn model(ctx: &Ctx<'_>, m: &schema::ModelToml) -> Result<ModelSection, ConfigErr
     let sig_dir = ctx.resolve(m.signatures.get_ref());
     let sig_line = ctx.line(m.signatures.span());
     let manifest_path = sig_dir.join("manifest.json");
-    let manifest = Manifest::load(&manifest_path)
+    let manifest_bytes = Manifest::read(&manifest_path)
+        .map_err(|e| ctx.err(sig_line, "model.signatures", e.to_string()))?;
+    let manifest = Manifest::parse(&manifest_path, &manifest_bytes)
         .map_err(|e| ctx.err(sig_line, "model.signatures", e.to_string()))?;
     let path = match &m.path {
         Some(p) => ctx.resolve(p.get_ref()),
@@ -163,6 +170,7 @@ fn model(ctx: &Ctx<'_>, m: &schema::ModelToml) -> Result<ModelSection, ConfigErr
         sig_dir,
         manifest_path,
         manifest,
+        manifest_bytes,
         path,
         expected,
         input,
@@ -189,6 +197,7 @@ fn model_expected(
     Ok(Expected {
         crc32c,
         bytes: None,
+        sha256: None,
         by: format!("model.crc32c in {}", ctx.path.display()),
     })
 }

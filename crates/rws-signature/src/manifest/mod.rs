@@ -1,6 +1,11 @@
 //! The signature manifest (`signatures/manifest.json`): which `.rws` file serves which corruption,
 //! its group and training severity, the clean model it was made for, and a checksum of every file,
 //! so a device can tell at start-up that its model and signatures belong together and are intact.
+//!
+//! CRC-32C detects corruption; it does not resist tampering (anyone can recompute it). A signed
+//! set (`rws sign`, crate `rws-trust`) adds a SHA-256 digest per file, and an ed25519 signature
+//! over the manifest's bytes covers those digests: the digests are checked here, where each
+//! file's bytes are read, the signature where the manifest is.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +21,9 @@ pub struct ModelEntry {
     pub input: String,
     pub crc32c: String,
     pub bytes: u64,
+    /// SHA-256 of the file, 64 hex digits (signed sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// One signature.
@@ -27,6 +35,9 @@ pub struct SignatureEntry {
     pub severity: u8,
     pub crc32c: String,
     pub bytes: u64,
+    /// SHA-256 of the file, 64 hex digits (signed sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The whole manifest.
@@ -60,13 +71,26 @@ pub fn checksum(path: &Path) -> Result<(String, u64), ManifestError> {
     Ok((format!("{crc:08x}"), len))
 }
 
+/// SHA-256 of a file, as 64 hex digits, streamed likewise (`rws sign`).
+pub fn sha256_file(path: &Path) -> Result<String, ManifestError> {
+    let digest = stream(path, true)?.2.unwrap_or_default();
+    Ok(hex(&digest))
+}
+
 /// [`checksum`] as a number.
 fn stream_crc(path: &Path) -> Result<(u32, u64), ManifestError> {
+    stream(path, false).map(|(crc, len, _)| (crc, len))
+}
+
+/// One pass over a file: its CRC-32C, length and (if asked) SHA-256.
+fn stream(path: &Path, sha: bool) -> Result<(u32, u64, Option<[u8; 32]>), ManifestError> {
+    use sha2::Digest as _;
     use std::io::Read;
     let io = |e: std::io::Error| err(path, "file", e.to_string());
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut buf = vec![0u8; 64 << 10];
     let (mut crc, mut len) = (0u32, 0u64);
+    let mut hasher = sha.then(sha2::Sha256::new);
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => break,
@@ -75,9 +99,30 @@ fn stream_crc(path: &Path) -> Result<(u32, u64), ManifestError> {
             Err(e) => return Err(io(e)),
         };
         crc = crc32c::crc32c_append(crc, &buf[..n]);
+        if let Some(h) = &mut hasher {
+            h.update(&buf[..n]);
+        }
         len += n as u64;
     }
-    Ok((crc, len))
+    Ok((crc, len, hasher.map(|h| h.finalize().into())))
+}
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A SHA-256 as the manifest writes it (64 hex digits, either case).
+pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(text.as_bytes().chunks(2)) {
+        let digits = std::str::from_utf8(pair).ok()?;
+        *o = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A CRC-32C as the manifest writes it (8 hex digits, either case).
@@ -93,13 +138,22 @@ pub fn parse_crc(text: &str) -> Option<u32> {
 pub struct Expected {
     pub crc32c: u32,
     pub bytes: Option<u64>,
+    /// The file's SHA-256, where a (signed) manifest gives one.
+    pub sha256: Option<[u8; 32]>,
     /// Who states it, for the error: `the manifest`, `model.crc32c in <config>`.
     pub by: String,
 }
 
 impl Expected {
-    /// Compares a file's length and CRC-32C with what is expected of it.
-    pub fn check(&self, path: &Path, crc32c: u32, len: u64) -> Result<(), ManifestError> {
+    /// Compares a file's length, CRC-32C and (where one is expected) SHA-256 with what is
+    /// expected of it; `sha256` is the file's, computed only when [`Expected::sha256`] is set.
+    fn check(
+        &self,
+        path: &Path,
+        crc32c: u32,
+        len: u64,
+        sha256: Option<[u8; 32]>,
+    ) -> Result<(), ManifestError> {
         if let Some(bytes) = self.bytes.filter(|&b| b != len) {
             return Err(err(
                 path,
@@ -117,14 +171,28 @@ impl Expected {
                 ),
             ));
         }
+        if let Some(want) = self.sha256.filter(|w| Some(*w) != sha256) {
+            let got = sha256.map_or_else(|| "none".to_string(), |g| hex(&g));
+            return Err(err(
+                path,
+                "sha256",
+                format!("{} says {}, file has {got}", self.by, hex(&want)),
+            ));
+        }
         Ok(())
     }
 
-    /// Checks bytes in memory (a mapped file) against what is expected.
+    /// Checks bytes in memory (a mapped file) against what is expected. The SHA-256 pass runs
+    /// only for a signed set's files, over the same resident pages the CRC pass read.
     pub fn check_bytes(&self, path: &Path, data: &[u8]) -> Result<(), ManifestError> {
-        self.check(path, crc32c::crc32c(data), data.len() as u64)
+        use sha2::Digest as _;
+        let sha = self.sha256.map(|_| sha2::Sha256::digest(data).into());
+        self.check(path, crc32c::crc32c(data), data.len() as u64, sha)
     }
 }
+
+/// The largest manifest read: a thousand signatures take about 250 KiB.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 /// A name of a file in the manifest's own directory: no separators, no `..`, not empty.
 fn plain_file_name(f: &str) -> bool {
@@ -135,8 +203,33 @@ impl Manifest {
     /// Reads `path` and checks its fields.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| err(path, "file", e.to_string()))?;
-        let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+        let bytes = Self::read(path)?;
+        Self::parse(path, &bytes)
+    }
+
+    /// The bytes of a manifest file (at most [`MAX_MANIFEST_BYTES`]): what a signature covers,
+    /// and what [`Manifest::parse`] reads.
+    pub fn read(path: &Path) -> Result<Vec<u8>, ManifestError> {
+        use std::io::Read;
+        let io = |e: std::io::Error| err(path, "file", e.to_string());
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(err(
+                path,
+                "file",
+                format!("larger than {MAX_MANIFEST_BYTES} bytes"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Parses manifest bytes read from `path` and checks their fields.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ManifestError> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
             err(
                 path,
                 format!("line {} column {}", e.line(), e.column()),
@@ -145,6 +238,13 @@ impl Manifest {
         })?;
         if parse_crc(&m.model.crc32c).is_none() {
             return Err(err(path, "model.crc32c", "must be 8 hex digits"));
+        }
+        if m.model
+            .sha256
+            .as_deref()
+            .is_some_and(|t| parse_sha256(t).is_none())
+        {
+            return Err(err(path, "model.sha256", "must be 64 hex digits"));
         }
         if !plain_file_name(&m.model.file) {
             return Err(err(
@@ -169,6 +269,16 @@ impl Manifest {
                     path,
                     format!("signatures[{i}].crc32c"),
                     "must be 8 hex digits",
+                ));
+            }
+            if s.sha256
+                .as_deref()
+                .is_some_and(|t| parse_sha256(t).is_none())
+            {
+                return Err(err(
+                    path,
+                    format!("signatures[{i}].sha256"),
+                    "must be 64 hex digits",
                 ));
             }
             if !plain_file_name(&s.file) {
@@ -201,6 +311,7 @@ impl Manifest {
         Expected {
             crc32c: parse_crc(&self.model.crc32c).unwrap_or_default(),
             bytes: Some(self.model.bytes),
+            sha256: self.model.sha256.as_deref().and_then(parse_sha256),
             by: "the manifest".into(),
         }
     }
@@ -210,8 +321,39 @@ impl Manifest {
         Expected {
             crc32c: parse_crc(&entry.crc32c).unwrap_or_default(),
             bytes: Some(entry.bytes),
+            sha256: entry.sha256.as_deref().and_then(parse_sha256),
             by: "the manifest".into(),
         }
+    }
+
+    /// Whether every file the manifest lists carries a SHA-256 (what a signature must cover
+    /// for it to protect the files and not only the manifest); else the first field without.
+    pub fn missing_digest(&self) -> Option<String> {
+        if self.model.sha256.is_none() {
+            return Some("model.sha256".into());
+        }
+        let i = self.signatures.iter().position(|s| s.sha256.is_none())?;
+        Some(format!("signatures[{i}].sha256"))
+    }
+
+    /// Fills in the SHA-256 of every listed file (`dir` is the manifest's directory), after
+    /// checking each against its length and CRC-32C, in the same pass (`rws sign`).
+    pub fn add_digests(&mut self, dir: &Path) -> Result<(), ManifestError> {
+        let mut files: Vec<(&String, Expected, &mut Option<String>)> = Vec::new();
+        let model_expected = self.model_expected();
+        files.push((&self.model.file, model_expected, &mut self.model.sha256));
+        for s in &mut self.signatures {
+            let e = Self::signature_expected(s);
+            files.push((&s.file, e, &mut s.sha256));
+        }
+        for (file, mut expected, slot) in files {
+            let p = dir.join(file);
+            let (crc, len, sha) = stream(&p, true)?;
+            expected.sha256 = None;
+            expected.check(&p, crc, len, None)?;
+            *slot = sha.map(|d| hex(&d));
+        }
+        Ok(())
     }
 
     /// Checks every listed file against its length and checksum, each streamed; `dir` is the
@@ -225,83 +367,12 @@ impl Manifest {
         );
         for (file, expected) in files {
             let p = dir.join(file);
-            let (crc, len) = stream_crc(&p)?;
-            expected.check(&p, crc, len)?;
+            let (crc, len, sha) = stream(&p, expected.sha256.is_some())?;
+            expected.check(&p, crc, len, sha)?;
         }
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn manifest(dir: &Path) -> Manifest {
-        std::fs::write(dir.join("m.onnx"), b"model bytes").unwrap();
-        std::fs::write(dir.join("fog.rws"), b"signature bytes").unwrap();
-        let (mc, mb) = checksum(&dir.join("m.onnx")).unwrap();
-        let (sc, sb) = checksum(&dir.join("fog.rws")).unwrap();
-        Manifest {
-            model: ModelEntry {
-                file: "m.onnx".into(),
-                arch: "a".into(),
-                dataset: "d".into(),
-                input: "i".into(),
-                crc32c: mc,
-                bytes: mb,
-            },
-            signatures: vec![SignatureEntry {
-                corruption: "fog".into(),
-                file: "fog.rws".into(),
-                group: "weather".into(),
-                severity: 5,
-                crc32c: sc,
-                bytes: sb,
-            }],
-        }
-    }
-
-    #[test]
-    fn file_names_stay_in_the_directory_and_lengths_are_compared() {
-        let dir = std::env::temp_dir().join(format!("rws-manifest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let m = manifest(&dir);
-        m.verify_files(&dir).unwrap();
-        for bad in ["../m.onnx", "/etc/passwd", "", "a/b"] {
-            let mut x = m.clone();
-            x.model.file = bad.into();
-            x.save(dir.join("manifest.json")).unwrap();
-            let e = Manifest::load(dir.join("manifest.json")).unwrap_err();
-            assert_eq!(e.field, "model.file", "{bad}: {e}");
-        }
-        let mut x = m.clone();
-        x.signatures[0].bytes += 1;
-        let e = x.verify_files(&dir).unwrap_err();
-        assert_eq!(e.field, "bytes", "{e}");
-        let mut x = m.clone();
-        x.model.crc32c = "12345g78".into();
-        x.save(dir.join("manifest.json")).unwrap();
-        let e = Manifest::load(dir.join("manifest.json")).unwrap_err();
-        assert_eq!(e.field, "model.crc32c", "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn expected_files_are_checked_by_length_then_checksum() {
-        let e = Expected {
-            crc32c: crc32c::crc32c(b"abc"),
-            bytes: Some(3),
-            by: "the manifest".into(),
-        };
-        let p = Path::new("x.rws");
-        e.check_bytes(p, b"abc").unwrap();
-        let short = e.check_bytes(p, b"ab").unwrap_err();
-        assert_eq!(short.field, "bytes");
-        let other = e.check_bytes(p, b"abd").unwrap_err();
-        assert_eq!(other.field, "crc32c");
-        assert!(other.reason.contains("the manifest says"), "{other}");
-        assert_eq!(parse_crc("DEADbeef"), Some(0xdead_beef));
-        assert_eq!(parse_crc("+eadbeef"), None);
-        assert_eq!(parse_crc("deadbee"), None);
-    }
-}
+mod tests;
