@@ -255,6 +255,34 @@ pub fn bin(path: &str) -> std::process::Command {
     }
 }
 
+/// Whether the calling test should run its body here: true in a child process of this test
+/// binary started for `test` alone (`--exact`, one test thread); otherwise starts that child,
+/// asserts it passed the one test, and returns false. For tests that measure the whole
+/// process (RSS, threads, fds): the harness runs the binary's other tests in parallel threads,
+/// and their allocations would land in the figure.
+pub fn isolated(test: &str) -> bool {
+    const CHILD: &str = "RWS_ISOLATED_TEST";
+    if std::env::var(CHILD).is_ok_and(|t| t == test) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = bin(&exe.to_string_lossy())
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, test)
+        .output()
+        .expect("the test binary starts again");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{test} in its own process:\n{text}"
+    );
+    false
+}
+
 /// Runs binary `path` with `args`: (exit code, stdout, stderr).
 pub fn run(path: &str, args: &[&str]) -> (i32, String, String) {
     let out = bin(path).args(args).output().expect("the binary starts");
