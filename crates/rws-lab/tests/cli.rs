@@ -232,12 +232,7 @@ fn bench_json_has_every_documented_key() {
 fn keygen_sign_and_verify_a_set() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let sigs = dir.path().join("sigs");
-    std::fs::create_dir(&sigs).unwrap();
-    for e in std::fs::read_dir(repo().join("signatures")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), sigs.join(e.file_name())).unwrap();
-    }
+    let sigs = rws_testkit::copy_signatures(dir.path(), "sigs");
     let (key, set) = (dir.path().join("release-1"), sigs.to_str().unwrap());
     let key_s = key.to_str().unwrap();
     let (code, out, err) = rws(&["keygen", "--out", key_s]);

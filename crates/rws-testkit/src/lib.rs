@@ -228,6 +228,20 @@ pub fn reseal(b: &mut [u8]) {
     b[60..64].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// A copy of the shipped signature set (`signatures/`: manifest, model, every `.rws`) in
+/// `dir/name`, for tests that edit, sign or break one; returns the copy's directory.
+pub fn copy_signatures(dir: &Path, name: &str) -> PathBuf {
+    let sigs = dir.join(name);
+    std::fs::create_dir_all(&sigs).expect("the copy's directory");
+    for e in std::fs::read_dir(repo().join("signatures")).expect("signatures/") {
+        let p = e.expect("a directory entry").path();
+        let to = sigs.join(p.file_name().expect("a file name"));
+        std::fs::copy(&p, &to)
+            .unwrap_or_else(|e| panic!("{} → {}: {e}", p.display(), to.display()));
+    }
+    sigs
+}
+
 /// Makes a FIFO at `path` (with the system's `mkfifo`, so tests need no FFI).
 pub fn mkfifo(path: &Path) {
     let ok = std::process::Command::new("mkfifo")

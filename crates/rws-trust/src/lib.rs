@@ -18,7 +18,7 @@ pub mod seal;
 use std::path::{Path, PathBuf};
 
 pub use keys::{PublicKey, SecretKey};
-pub use seal::{verify_set, Seal, Verdict, SEAL_FILE};
+pub use seal::{verify_manifest, verify_set, Seal, Verdict, SEAL_FILE};
 
 /// A key or seal could not be read, made or checked.
 #[derive(Debug, thiserror::Error)]

@@ -162,6 +162,27 @@ pub fn verify_set(
     seal.verify(&path, manifest, trusted).map(Verdict::Verified)
 }
 
+/// [`verify_set`] on a parsed manifest, with the rule that makes a seal worth having: a
+/// verified seal covers the files only through their SHA-256 digests, so a sealed manifest
+/// that lacks one for any file is refused (the one place this rule lives; rwsd's `[trust]` and
+/// `rws verify` both ask here).
+pub fn verify_manifest(
+    manifest_path: &Path,
+    bytes: &[u8],
+    manifest: &rws_signature::manifest::Manifest,
+    trusted: &[PublicKey],
+) -> Result<Verdict, TrustError> {
+    let verdict = verify_set(manifest_path, bytes, trusted)?;
+    if let (Verdict::Verified(_), Some(field)) = (&verdict, manifest.missing_digest()) {
+        return Err(err(
+            manifest_path,
+            field,
+            "sealed, but this file has no SHA-256, so the seal does not cover it (sign the set with `rws sign`)",
+        ));
+    }
+    Ok(verdict)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

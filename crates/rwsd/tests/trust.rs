@@ -13,12 +13,7 @@ use crate::faults::{fifo_config, start, stop, wait_status};
 /// A copy of the shipped set in `dir/sigs`, signed by a new key `dir/NAME`; returns the set's
 /// directory and the public key's path.
 fn signed_copy(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let sigs = dir.join("sigs");
-    std::fs::create_dir_all(&sigs).unwrap();
-    for entry in std::fs::read_dir(repo().join("signatures")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), sigs.join(entry.file_name())).unwrap();
-    }
+    let sigs = rws_testkit::copy_signatures(dir, "sigs");
     let key = SecretKey::generate(name).unwrap();
     let public = key.save(&dir.join(name)).unwrap();
     rws_trust::sign_set(&sigs, &key).unwrap();

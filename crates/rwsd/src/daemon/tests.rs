@@ -171,12 +171,7 @@ fn labels_must_name_every_class_of_the_model() {
 fn a_manifest_entry_whose_file_holds_another_signature_is_refused() {
     // A copy of the shipped set whose manifest lists snow.rws as fog (checksums made to match).
     let dir = tempfile::tempdir().unwrap();
-    let sigs = dir.path().join("signatures");
-    std::fs::create_dir(&sigs).unwrap();
-    for e in std::fs::read_dir(repo().join("signatures")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, sigs.join(p.file_name().unwrap())).unwrap();
-    }
+    let sigs = rws_testkit::copy_signatures(dir.path(), "signatures");
     let mut m = rws_signature::manifest::Manifest::load(sigs.join("manifest.json")).unwrap();
     let snow = m.find("snow").unwrap().clone();
     let fog = m
@@ -268,12 +263,7 @@ fn the_status_is_current_while_no_frame_arrives() {
 
 /// A copy of the shipped signature set in `dir/signatures` and a demo config using it.
 fn copied_set(dir: &Path) -> (PathBuf, PathBuf) {
-    let sigs = dir.join("signatures");
-    std::fs::create_dir(&sigs).unwrap();
-    for e in std::fs::read_dir(repo().join("signatures")).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, sigs.join(p.file_name().unwrap())).unwrap();
-    }
+    let sigs = rws_testkit::copy_signatures(dir, "signatures");
     let path = demo_config(dir, "");
     let text = std::fs::read_to_string(&path).unwrap().replace(
         &format!("{:?}", repo().join("signatures")),

@@ -78,16 +78,8 @@ fn verify_set(dir: &Path, keys: &[PathBuf]) -> Result<ExitCode> {
             outln!("MISMATCH: {e}")?;
         }
     }
-    match rws_trust::verify_set(&path, &bytes, &keys) {
-        Ok(v @ Verdict::Verified(_)) => {
-            match manifest.missing_digest() {
-                None => outln!("ok: seal {v}")?,
-                Some(field) => {
-                    ok = false;
-                    outln!("REFUSED: sealed, but {field} is missing: the seal does not cover that file")?;
-                }
-            }
-        }
+    match rws_trust::verify_manifest(&path, &bytes, &manifest, &keys) {
+        Ok(v @ Verdict::Verified(_)) => outln!("ok: seal {v}")?,
         Ok(v) if !keys.is_empty() => {
             ok = false;
             outln!("REFUSED: seal: {v}, and --key asks for one it verifies")?;

@@ -32,21 +32,17 @@ pub(super) fn trust(
             (keys, require, line)
         }
     };
-    let verdict = rws_trust::verify_set(&model.manifest_path, &model.manifest_bytes, &keys)
-        .map_err(|e| ctx.err(line, "trust", e.to_string()))?;
-    let shown = model.manifest_path.display();
-    match &verdict {
-        Verdict::Verified(_) => {
-            if let Some(field) = model.manifest.missing_digest() {
-                let reason = format!("{shown}: {field}: a signed manifest must give every file's SHA-256 (sign it with `rws sign`)");
-                return Err(ctx.err(line, "trust", reason));
-            }
-        }
-        _ if require => {
-            let reason = format!("{shown}: {verdict}; trust.require_signature refuses it");
-            return Err(ctx.err(line, "trust.require_signature", reason));
-        }
-        _ => {}
+    let verdict = rws_trust::verify_manifest(
+        &model.manifest_path,
+        &model.manifest_bytes,
+        &model.manifest,
+        &keys,
+    )
+    .map_err(|e| ctx.err(line, "trust", e.to_string()))?;
+    if require && !matches!(verdict, Verdict::Verified(_)) {
+        let shown = model.manifest_path.display();
+        let reason = format!("{shown}: {verdict}; trust.require_signature refuses it");
+        return Err(ctx.err(line, "trust.require_signature", reason));
     }
     if require {
         if let Some(c) = &model_toml.crc32c {
