@@ -12,7 +12,29 @@ use std::path::Path;
 
 use rws_lab::corrupt::{corrupt, Corruption, Preset};
 use rws_lab::data::{self, Kind};
+use rwsd::replay::Provenance;
 use rwsd::sensors::nmea::sentence;
+
+const GENERATOR: &str = "cargo run --release -p rws-lab --example make_demo_feed";
+/// When what this writes last changed: update it with the content.
+const DATE: &str = "2026-12-03";
+const PWD: &str =
+    "synthetic Vaisala PWD-style present-weather sensor, message 2 (docs/protocols.md)";
+const NMEA: &str = "synthetic NMEA 0183 weather station, MDA sentences (docs/protocols.md)";
+const CAMERA: &str = "synthetic camera diagnostics, $PRWSC sentences (docs/protocols.md)";
+
+/// A demo log's provenance header.
+fn header(name: &str, device: &str, exercises: &[&str]) -> String {
+    let log = format!("firmware-config/demo/{name}");
+    Provenance {
+        log: &log,
+        generator: GENERATOR,
+        date: DATE,
+        device,
+        exercises,
+    }
+    .to_string()
+}
 
 const FRAMES: usize = 40;
 
@@ -56,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Present-weather sensor, message 2, one report per second.
-    let mut pwd = String::from("# PWD message 2, replay log: <seconds> <line>\n");
+    let mut pwd = header("pwd.log", PWD, &["visibility 15 km, falling to 600 m at 7 s and 150 m in the fog phase (8–15 s), 2.5 km with snow (16–23 s)", "every tenth report framed SOH/STX/ETX; one report garbled by line noise at 20 s"]);
     for t in 0..=FRAMES {
         let (vis, nws, wmo, rate) = match t {
             7 => (600, "F", 30, 0.0),
@@ -80,7 +102,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("pwd.log"), pwd)?;
 
     // Weather station, NMEA MDA every two seconds.
-    let mut nmea = String::from("# NMEA 0183 weather station, replay log\n");
+    let mut nmea = header(
+        "nmea.log",
+        NMEA,
+        &[
+            "MDA every 2 s: humid in the fog phase, freezing in the snow phase",
+            "one sentence with a wrong checksum at 12 s",
+        ],
+    );
     for t in (0..=FRAMES).step_by(2) {
         let (temp, hum, dew) = match t {
             8..=15 => (3.0, 98.0, 2.7),
@@ -97,7 +126,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("nmea.log"), nmea)?;
 
     // Camera diagnostics, one report per second.
-    let mut cam = String::from("# camera diagnostics ($PRWSC), replay log\n");
+    let mut cam = header(
+        "camera.log",
+        CAMERA,
+        &["one report a second; gain 42 dB in the gain-fault phase (24–31 s)"],
+    );
     for t in 0..=FRAMES {
         let gain = if phase(t) == "gainfault" { 42.0 } else { 6.0 };
         let body = format!(

@@ -12,16 +12,54 @@
 use std::io::Write;
 use std::path::Path;
 
+use rwsd::replay::Provenance;
 use rwsd::sensors::nmea::sentence;
+
+const GENERATOR: &str = "cargo run --release -p rwsd --example make_sensor_logs";
+/// When what this writes last changed: update it with the content.
+const DATE: &str = "2026-12-03";
+const PWD: &str =
+    "synthetic Vaisala PWD-style present-weather sensor, message 2 (docs/protocols.md)";
+const NMEA: &str = "synthetic NMEA 0183 weather station, MDA and XDR sentences (docs/protocols.md)";
+const CAMERA: &str = "synthetic camera diagnostics, $PRWSC sentences (docs/protocols.md)";
 
 fn main() -> std::io::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("pwd-weather.log"), pwd_weather()?)?;
-    std::fs::write(dir.join("nmea-weather.log"), nmea_weather()?)?;
-    std::fs::write(dir.join("camera-faults.log"), camera_faults()?)?;
-    std::fs::write(dir.join("noisy-nmea.log"), noisy_nmea()?)?;
-    std::fs::write(dir.join("noisy-pwd.log"), noisy_pwd()?)?;
+    let logs: [(&str, &str, &[&str], Vec<u8>); 5] = [
+        ("pwd-weather.log", PWD, &[
+            "visibility falling from 20 km through 1100 m to 180 m (fog), then 3 km",
+            "WMO present-weather codes 33 (fog) then snow codes; every third report framed SOH/STX/ETX",
+        ], pwd_weather()?),
+        ("nmea-weather.log", NMEA, &[
+            "air turning humid and freezing (frost), alternating MDA and XDR sentences",
+        ], nmea_weather()?),
+        ("camera-faults.log", CAMERA, &[
+            "a gain spike (40 dB), a focus drop (0.55), a 5 s gap under stale_after",
+            "then silence mid-fault: the readings go stale and their contributions decay",
+        ], camera_faults()?),
+        ("noisy-nmea.log", NMEA, &[
+            "good XDR sentences between checksum mismatches, missing checksums, binary bytes,",
+            "an over-long sentence, a sentence cut off, and a line without a timestamp",
+        ], noisy_nmea()?),
+        ("noisy-pwd.log", PWD, &[
+            "good reports between unterminated frames (no ETX), too few fields and",
+            "out-of-range visibility",
+        ], noisy_pwd()?),
+    ];
+    for (name, device, exercises, body) in logs {
+        let log = format!("tests/data/{name}");
+        let header = Provenance {
+            log: &log,
+            generator: GENERATOR,
+            date: DATE,
+            device,
+            exercises,
+        };
+        let mut bytes = header.to_string().into_bytes();
+        bytes.extend_from_slice(&body);
+        std::fs::write(dir.join(name), bytes)?;
+    }
     println!("wrote {}", dir.display());
     Ok(())
 }

@@ -12,6 +12,39 @@ use crate::policy::Engine;
 use crate::sensors::driver::{Event, EventKind};
 use crate::sensors::Counters;
 
+/// Where a recorded sensor log came from, written as its first lines (as gpsd's regression
+/// logs carry theirs): replay skips `#` lines, so the header travels with the data.
+pub struct Provenance<'a> {
+    /// The log's path in the repository.
+    pub log: &'a str,
+    /// The command that writes it.
+    pub generator: &'a str,
+    /// When the generator's content was last changed (the output does not depend on the date).
+    pub date: &'a str,
+    /// The device it stands for, and its protocol.
+    pub device: &'a str,
+    /// What the log exercises, one item a line.
+    pub exercises: &'a [&'a str],
+}
+
+/// The header lines every committed sensor log starts with (each `# Key: value`, under the
+/// line reader's limit; `tests/sensors.rs` checks every log has them).
+pub const PROVENANCE_KEYS: [&str; 5] = ["Log", "Generator", "Date", "Device", "Exercises"];
+
+impl std::fmt::Display for Provenance<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "# Log: {}", self.log)?;
+        writeln!(f, "# Generator: {} (deterministic)", self.generator)?;
+        writeln!(f, "# Date: {}", self.date)?;
+        writeln!(f, "# Device: {}", self.device)?;
+        writeln!(f, "# Exercises: {}", self.exercises.first().unwrap_or(&"-"))?;
+        for e in self.exercises.iter().skip(1) {
+            writeln!(f, "#   {e}")?;
+        }
+        writeln!(f, "# Format: <seconds> <line as the device sends it>")
+    }
+}
+
 /// One trace line for time `t` (`t=12 fog=0.500 snow=0.000`), formatted where it is written:
 /// the daemon's trace writes it straight to its file, with no string per frame.
 pub struct TraceLine<'a> {

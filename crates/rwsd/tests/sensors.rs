@@ -295,3 +295,28 @@ fn device_configs_are_valid() {
         assert!(cfg.policy.rules.len() >= 5, "{name}");
     }
 }
+
+#[test]
+fn every_recorded_sensor_log_says_where_it_came_from() {
+    let mut logs = Vec::new();
+    for dir in ["tests/data", "firmware-config/demo"] {
+        for e in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "log") {
+                logs.push(p);
+            }
+        }
+    }
+    assert!(logs.len() >= 8, "{logs:?}");
+    for p in logs {
+        let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+        for key in rwsd::replay::PROVENANCE_KEYS {
+            let prefix = format!("# {key}: ");
+            assert!(
+                text.lines().take(12).any(|l| l.starts_with(&prefix)),
+                "{}: no '{prefix}' line in its header",
+                p.display()
+            );
+        }
+    }
+}
