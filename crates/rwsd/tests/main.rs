@@ -3,6 +3,7 @@
 
 mod daemon;
 mod faults;
+mod hardening;
 mod rwsctl;
 mod sensors;
 mod trust;
