@@ -134,42 +134,24 @@ impl Image {
     /// too, so a small file that claims a huge image costs nothing.
     pub fn open_limited(path: impl AsRef<Path>, max_pixels: u64) -> Result<Self, ImageError> {
         let path = path.as_ref();
-        let file_err = |e: &dyn std::fmt::Display| ImageError::File {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let mut reader = image::ImageReader::open(path)
-            .map_err(|e| file_err(&e))?
-            .with_guessed_format()
-            .map_err(|e| file_err(&e))?;
-        let (w, h) = reader.into_dimensions().map_err(|e| file_err(&e))?;
-        if u64::from(w) * u64::from(h) > max_pixels {
-            return Err(ImageError::TooLarge {
-                path: path.to_path_buf(),
-                width: w.into(),
-                height: h.into(),
-                max_pixels,
-            });
-        }
-        reader = image::ImageReader::open(path)
-            .map_err(|e| file_err(&e))?
-            .with_guessed_format()
-            .map_err(|e| file_err(&e))?;
-        let mut limits = image::Limits::default();
-        // RGBA16 is the largest layout a PNG decodes to: 8 bytes a pixel, plus headroom.
-        limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(1 << 20));
-        reader.limits(limits);
-        let img = reader.decode().map_err(|e| file_err(&e))?;
-        Ok(Self::from_dynamic(img))
+        let reader = image::ImageReader::open(path).map_err(|e| file_err(path, &e))?;
+        decode_reader(reader, path, max_pixels)
     }
 
     /// Decodes PNG or JPEG bytes.
     pub fn decode(bytes: &[u8], label: impl AsRef<Path>) -> Result<Self, ImageError> {
-        let img = image::load_from_memory(bytes).map_err(|e| ImageError::File {
-            path: label.as_ref().to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let img = image::load_from_memory(bytes).map_err(|e| file_err(label.as_ref(), &e))?;
         Ok(Self::from_dynamic(img))
+    }
+
+    /// [`Self::decode`] under the limits of [`Self::open_limited`]: for bytes from outside.
+    pub fn decode_limited(
+        bytes: &[u8],
+        label: impl AsRef<Path>,
+        max_pixels: u64,
+    ) -> Result<Self, ImageError> {
+        let reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+        decode_reader(reader, label.as_ref(), max_pixels)
     }
 
     fn from_dynamic(img: image::DynamicImage) -> Self {
@@ -255,6 +237,42 @@ pub fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
     } else {
         10.0 * (255.0f64 * 255.0 / mse).log10()
     }
+}
+
+fn file_err(path: &Path, e: &dyn std::fmt::Display) -> ImageError {
+    ImageError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// The one place a PNG/JPEG from outside is decoded: the decoder's allocations capped, the
+/// size from its header checked against `max_pixels`, and only then the pixels.
+fn decode_reader<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    path: &Path,
+    max_pixels: u64,
+) -> Result<Image, ImageError> {
+    use image::ImageDecoder;
+    let mut reader = reader
+        .with_guessed_format()
+        .map_err(|e| file_err(path, &e))?;
+    let mut limits = image::Limits::default();
+    // RGBA16 is the largest layout a PNG decodes to: 8 bytes a pixel, plus headroom.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(1 << 20));
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(|e| file_err(path, &e))?;
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            width: w.into(),
+            height: h.into(),
+            max_pixels,
+        });
+    }
+    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| file_err(path, &e))?;
+    Ok(Image::from_dynamic(img))
 }
 
 #[cfg(test)]

@@ -212,17 +212,23 @@ fn write_response(stream: &mut UnixStream, r: &Response) -> std::io::Result<()> 
 fn handle(mut stream: UnixStream, shared: &Shared) -> Result<()> {
     stream.set_write_timeout(Some(REQUEST_TIME))?;
     let response = match read_request(&mut stream) {
-        Ok(bytes) => match std::str::from_utf8(&bytes) {
-            Err(_) => Response::error("bad request: not UTF-8 text"),
-            Ok(text) => match serde_json::from_str::<Request>(text) {
-                Err(e) => Response::error(format!("bad request: {e}")),
-                Ok(r) => answer(&r, shared),
-            },
-        },
+        Ok(bytes) => respond(&bytes, shared),
         Err(reason) => Response::error(reason),
     };
     write_response(&mut stream, &response)?;
     Ok(())
+}
+
+/// The answer to one request line (its bytes, without the newline): everything the daemon does
+/// with what a client sent once it is read. Public for the fuzz target (`fuzz/`).
+pub fn respond(bytes: &[u8], shared: &Shared) -> Response {
+    match std::str::from_utf8(bytes) {
+        Err(_) => Response::error("bad request: not UTF-8 text"),
+        Ok(text) => match serde_json::from_str::<Request>(text) {
+            Err(e) => Response::error(format!("bad request: {e}")),
+            Ok(r) => answer(&r, shared),
+        },
+    }
 }
 
 /// Reads one request line (without its newline), or the end of the stream, within

@@ -1,0 +1,6 @@
+//! Fuzz target `line_reader`: its body is `rws_fuzz::TARGETS`'s entry of that name.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    rws_fuzz::run("line_reader", data);
+});
