@@ -7,9 +7,11 @@
 //! descriptor growth, a frame sent and not answered, the daemon gone).
 //!
 //! ```text
-//! cargo build --release -p rwsd && cargo run --release -p rwsd --example soak -- --frames 1000000
+//! cargo build -p rwsd --bins --examples && target/debug/examples/soak --frames 1000000
 //! ```
-//! Not in CI (it takes minutes); `--frames 20000` is a quick look.
+//! (`--release` works the same, with `target/release/…`; the dev profile keeps debug
+//! assertions on, so an overflow in a million frames would show.) Not in CI (it takes
+//! minutes); `--frames 20000` is a quick look. `--rwsd PATH` runs another build.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,7 +68,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("{}: {e} (cargo build --release -p rwsd)", rwsd.display()))?;
+        .map_err(|e| format!("{}: {e} (cargo build -p rwsd --bins)", rwsd.display()))?;
     let result = soak(&child, &dir, &repo, frames);
     let ok = finish(child, &dir, result)?;
     std::fs::remove_dir_all(&dir)?;

@@ -1,8 +1,11 @@
 //! The fault suite of issue 15, against a real `rwsd` process with frames streaming through a
 //! FIFO: broken signature files on SIGHUP (truncated, bit-flipped, a forged NaN with every
-//! checksum fixed, another architecture's signature), a SIGHUP storm, a second daemon on the
-//! same socket, and coefficients out of range through the socket. Each asserts the daemon
-//! lives, frames keep coming, the last good state is kept and the fault shows in status.
+//! checksum fixed, another architecture's signature), a SIGHUP storm, a closed output pipe, a
+//! second daemon on the same socket, and coefficients out of range through the socket. Each
+//! asserts the daemon lives, frames keep coming, the last good state is kept and the fault
+//! shows in status. (Sensor unplug/replug, noise and silence are in `sensors.rs` and the replay
+//! traces; frame-source EOF, stall and restart in `faults.rs`; `/dev/full` in the daemon's unit
+//! tests.)
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -345,4 +348,40 @@ fn coefficients_out_of_range_through_the_socket_are_refused_and_change_nothing()
     assert_eq!(s["alpha"]["fog"], 0.0, "{s}");
     fed.frames_go_on(2);
     fed.end();
+}
+
+#[test]
+fn a_closed_output_pipe_is_counted_and_frames_go_on() {
+    // Frame results to stdout, piped to a reader that goes away (a `| head` that ended, a log
+    // shipper that died): the daemon must neither die of SIGPIPE nor stop taking frames.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fifo_config(dir.path(), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("path = {:?}", dir.path().join("out.jsonl")),
+        "path = \"-\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    mkfifo(&dir.path().join("frames"));
+    let mut child = rws_testkit::bin(env!("CARGO_BIN_EXE_rwsd"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let sock = dir.path().join("rwsd.sock");
+    wait_status(&sock, |s| s["frame_source"]["state"] == "waiting");
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("frames"))
+        .unwrap();
+    for i in 0..20u8 {
+        w.write_all(&[i; 32 * 32]).unwrap();
+    }
+    drop(w);
+    let s = wait_status(&sock, |s| s["frames"] == 20);
+    assert_eq!(s["frames"], 20, "{s}");
+    assert_eq!(s["output_errors"], 20, "every lost line counted: {s}");
+    assert!(child.try_wait().unwrap().is_none(), "the daemon lives");
+    stop(child, &sock);
 }
