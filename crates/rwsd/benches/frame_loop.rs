@@ -267,6 +267,8 @@ fn per_frame(after: &Timings, before: &Timings) -> (f64, f64, f64, f64) {
 }
 
 fn main() {
+    // As `rwsd` runs: one malloc arena (`MALLOC_ARENA_MAX=8` in the environment compares).
+    rwsd::source::bound_malloc_arenas();
     let a = args();
     let work = tempfile::tempdir().unwrap();
     let side = input_side(&a.signatures);

@@ -36,6 +36,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: every thread's allocations then share two arenas.
+    rwsd::source::bound_malloc_arenas();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
     match run(&args) {

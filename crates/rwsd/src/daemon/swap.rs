@@ -97,11 +97,14 @@ impl Daemon {
         }
         let old = std::mem::replace(&mut self.loaded, new);
         // The old session's run states are dropped here, where they ran; its worker is joined
-        // off the frame thread.
+        // off the frame thread, which then gives what the old set held back to the kernel.
         let finish = old.session.retire();
         let _ = std::thread::Builder::new()
             .name("rwsd-drop".into())
-            .spawn(finish);
+            .spawn(move || {
+                finish();
+                crate::source::release_freed_memory();
+            });
         self.requested = None;
         self.status_at = None;
         self.counts.reloads += 1;

@@ -14,7 +14,9 @@
 
 mod sys;
 
-pub use sys::{background_priority, wait_readable};
+pub use sys::{
+    background_priority, bound_malloc_arenas, release_freed_memory, wait_readable, MALLOC_ARENAS,
+};
 
 use std::fs::File;
 use std::io::{self, Read};
