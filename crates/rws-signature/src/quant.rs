@@ -64,6 +64,8 @@ pub enum QuantError {
     ShapeMismatch { len: usize, shape: Vec<usize> },
     #[error("value {index} is {value}, beyond the f16 range (±65504)")]
     F16Overflow { index: usize, value: f32 },
+    #[error("value {index} is {value}, beyond the int8 range (±127 × {max_scale:e})", max_scale = crate::format::MAX_SCALE)]
+    I8Overflow { index: usize, value: f32 },
 }
 
 /// Quantizes `values` (of `shape`, row-major) to `dtype` and measures the error.
@@ -93,7 +95,15 @@ pub fn quantize(
             }
             Quantized::F16(values.iter().map(|&v| f16::from_f32(v)).collect())
         }
-        DType::I8 => quantize_i8(values, scale_groups(shape)),
+        DType::I8 => {
+            // A channel's scale is max|x| / 127; readers refuse one above MAX_SCALE.
+            let limit = 127.0 * crate::format::MAX_SCALE;
+            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| v.abs() > limit)
+            {
+                return Err(QuantError::I8Overflow { index, value });
+            }
+            quantize_i8(values, scale_groups(shape))
+        }
     };
     let stats = error_stats(values, &quantized.dequantize());
     Ok((quantized, stats))
@@ -185,6 +195,12 @@ mod tests {
             quantize(&[1e6], &[1], DType::F16),
             Err(QuantError::F16Overflow { .. })
         ));
+        assert!(matches!(
+            quantize(&[1.0, f32::MAX], &[2], DType::I8),
+            Err(QuantError::I8Overflow { index: 1, .. })
+        ));
+        let (q, _) = quantize(&[-1.0, 127.0 * crate::format::MAX_SCALE], &[2], DType::I8).unwrap();
+        assert!(q.dequantize().iter().all(|v| v.is_finite()));
     }
 
     #[test]

@@ -176,6 +176,23 @@ fn nan_scale() {
     expect(&b, K::NonFinite, "scales");
 }
 
+/// A finite scale whose 127 multiple overflows f32: with every checksum right, the file would
+/// dequantize to ±inf (the `rws_file` fuzz target's finding). The largest allowed scale reads.
+#[test]
+fn scale_too_large_for_a_finite_value() {
+    let mut b = encode(1, DType::I8);
+    let pos = &entry_positions(&b)[0];
+    b[pos.scales + 4..pos.scales + 8].copy_from_slice(&(f32::MAX / 100.0).to_le_bytes());
+    reseal(&mut b);
+    expect(&b, K::NonFinite, "scales");
+    let mut b = encode(1, DType::I8);
+    let max = rws_signature::format::MAX_SCALE;
+    b[pos.scales + 4..pos.scales + 8].copy_from_slice(&max.to_le_bytes());
+    reseal(&mut b);
+    let sig = open(&b).expect("a file at MAX_SCALE reads");
+    assert!(sig.data(0).to_f32().iter().all(|v| v.is_finite()));
+}
+
 #[test]
 fn shape_and_size_mismatch() {
     let mut b = encode(1, DType::F32);

@@ -42,6 +42,10 @@ pub const MAX_TENSORS: usize = 4096;
 pub const MAX_RANK: usize = 8;
 /// Upper bound on an initializer name's length in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
+/// Upper bound on an int8 channel's scale: `127 × scale` must stay a finite f32, or a file with
+/// every checksum right would dequantize to ±inf (found by the `rws_file` fuzz target). Dividing
+/// by 128 rather than 127 is exact, so `127 × MAX_SCALE` cannot round up to infinity.
+pub const MAX_SCALE: f32 = f32::MAX / 128.0;
 
 /// Byte offsets of the fixed header's fields (see `docs/rws-format.md`).
 pub(crate) mod hdr {

@@ -331,7 +331,8 @@ fn parse_shape(cur: &mut Cursor<'_>) -> Result<Vec<usize>, FormatError> {
     Ok(shape)
 }
 
-/// The per-channel scales: one per output channel for i8, none otherwise; finite and ≥ 0.
+/// The per-channel scales: one per output channel for i8, none otherwise; finite, ≥ 0 and at
+/// most [`MAX_SCALE`](crate::format::MAX_SCALE), so every dequantized value is finite.
 fn parse_scales(
     cur: &mut Cursor<'_>,
     dtype: DType,
@@ -360,6 +361,16 @@ fn parse_scales(
                 K::NonFinite,
                 "scales",
                 format!("scale {g} is {s}; must be finite and ≥ 0"),
+            ));
+        }
+        if s > crate::format::MAX_SCALE {
+            return Err(cur.err(
+                K::NonFinite,
+                "scales",
+                format!(
+                    "scale {g} is {s}; above {:e}, 127 × scale is not a finite f32",
+                    crate::format::MAX_SCALE
+                ),
             ));
         }
         scales.push(s);
