@@ -3,6 +3,8 @@
 //! byte positions inside `.rws` files for damage tests, paths into the repository, and the
 //! binaries started the way CI needs under emulation. A dev-dependency only.
 
+pub mod prom;
+
 use std::path::{Path, PathBuf};
 
 use prost::Message;

@@ -22,6 +22,7 @@ pub mod control;
 pub mod daemon;
 pub mod frames;
 pub mod health;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod ratelimit;

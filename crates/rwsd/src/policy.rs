@@ -215,6 +215,12 @@ impl Engine {
         }
     }
 
+    /// Seconds since `sensor`'s last good reading at time `t` (`None`: none yet).
+    pub fn reading_age(&self, sensor: usize, t: f64) -> Option<f64> {
+        let seen = self.last_seen.get(sensor).copied().flatten()?;
+        Some((t - seen).max(0.0))
+    }
+
     /// Whether `sensor` has reported within its staleness limit at time `t`.
     pub fn fresh(&self, sensor: usize, t: f64) -> bool {
         match (

@@ -129,6 +129,36 @@ pub struct Status {
     /// but not checked (no `[trust]`).
     #[serde(default)]
     pub signature_set: String,
+    /// How long frames took, from leaving the queue to their line written.
+    #[serde(default)]
+    pub frame_seconds: FrameLatency,
+}
+
+/// Upper bounds (seconds) of [`FrameLatency`]'s buckets: from a small model's 0.2 ms frame to a
+/// 224 × 224 model's on a Pi (about a second); a frame above the last lands only in the total.
+pub const FRAME_SECONDS_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A histogram of frame times, fixed-size so the frame loop records into it without allocating.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrameLatency {
+    /// Frames at or under each bound of [`FRAME_SECONDS_BUCKETS`] (not cumulative).
+    pub buckets: [u64; 14],
+    /// Frames recorded, and their total time in seconds.
+    pub count: u64,
+    pub sum_s: f64,
+}
+
+impl FrameLatency {
+    /// Records one frame that took `seconds`.
+    pub fn observe(&mut self, seconds: f64) {
+        if let Some(i) = FRAME_SECONDS_BUCKETS.iter().position(|&le| seconds <= le) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_s += seconds;
+    }
 }
 
 /// Where frames come from, and how that is going.
@@ -193,6 +223,9 @@ pub struct SensorStatus {
     pub connected: bool,
     /// Reported a good reading within its `stale_after_s`.
     pub fresh: bool,
+    /// Seconds since its last good reading, on the daemon's clock (`None`: none yet).
+    #[serde(default)]
+    pub last_reading_age_s: Option<f64>,
     /// A read-once source (a file, stdin) has been read to its end.
     pub ended: bool,
     pub counters: Counters,

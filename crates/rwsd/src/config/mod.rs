@@ -128,6 +128,14 @@ pub struct Config {
     pub policy: Policy,
     /// The signature set's seal, as `[trust]` judged it (a refused one is a config error).
     pub trust: rws_trust::Verdict,
+    pub metrics: Option<Metrics>,
+}
+
+/// `[metrics]`: where and how often the Prometheus textfile is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metrics {
+    pub textfile: PathBuf,
+    pub interval: std::time::Duration,
 }
 
 /// A file the config names is not what the manifest says it is.

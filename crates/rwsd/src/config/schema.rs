@@ -26,6 +26,19 @@ pub struct ConfigToml {
     pub policy: Spanned<PolicyToml>,
     #[serde(default)]
     pub trust: Option<Spanned<TrustToml>>,
+    #[serde(default)]
+    pub metrics: Option<Spanned<MetricsToml>>,
+}
+
+/// `[metrics]`: a Prometheus textfile for node_exporter's textfile collector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsToml {
+    /// The `.prom` file to write (relative to the config), in the collector's directory.
+    pub textfile: String,
+    /// Seconds between writes (default 15: node_exporter's usual scrape interval).
+    #[serde(default)]
+    pub interval_s: Option<f64>,
 }
 
 /// `[trust]`: who may sign the signature set (docs/reliability.md).

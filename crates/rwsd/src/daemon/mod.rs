@@ -65,6 +65,8 @@ struct Counts {
     step_time: Duration,
     run_time: Duration,
     timed: u64,
+    /// The same step times as a histogram, for the status and the metrics file.
+    latency: crate::protocol::FrameLatency,
 }
 
 /// The frame loop's working buffers, reused from frame to frame so a steady frame allocates
@@ -125,6 +127,8 @@ pub struct Daemon {
     shared: Arc<Shared>,
     health: Arc<Health>,
     _server: Option<control::Server>,
+    /// The Prometheus textfile writer (`[metrics]`); stopped, after a last write, on drop.
+    metrics: Option<crate::metrics::Writer>,
     sensors: SensorHub,
     feed: Feed,
     out: Output,
@@ -190,6 +194,10 @@ impl Daemon {
         };
         let feed = Feed::start(cfg, &health).context("starting the frame source")?;
         let sensors = SensorHub::start(cfg, &health)?;
+        let metrics = match &cfg.metrics {
+            Some(m) => Some(crate::metrics::Writer::start(m, shared.clone(), &health)?),
+            None => None,
+        };
         let label_from_name = cfg.label_from_name;
         log::info!(
             "rwsd: model {}, {} signatures, {} sensors, clock {:?}",
@@ -205,6 +213,7 @@ impl Daemon {
             shared,
             health,
             _server: server,
+            metrics,
             sensors,
             feed,
             out,
@@ -345,6 +354,9 @@ impl Daemon {
             }
         }
         self.sensors.stop();
+        // The final counts, for a last status and the metrics file's last write.
+        self.update_status();
+        drop(self.metrics.take());
         if let Some(s) = self.score.as_ref().filter(|s| s.seen > 0) {
             log::info!(
                 "rwsd: {} frames, top-1 correct on {}/{} labelled frames",
@@ -423,7 +435,9 @@ impl Daemon {
         self.counts.frames += 1;
         self.counts.timed += 1;
         self.counts.run_time += run_time;
-        self.counts.step_time += taken.elapsed();
+        let step = taken.elapsed();
+        self.counts.step_time += step;
+        self.counts.latency.observe(step.as_secs_f64());
         self.last = Last {
             t,
             alphas: Some(info.alphas),

@@ -203,6 +203,7 @@ impl SensorHub {
                 name: spec.name.clone(),
                 connected: self.connected[i],
                 fresh: engine.fresh(i, t),
+                last_reading_age_s: engine.reading_age(i, t),
                 ended: self.eof[i],
                 counters: self.counters[i].clone(),
             })

@@ -56,6 +56,7 @@ impl Daemon {
             frame_source: self.feed.status(),
             threads: self.health.snapshot(),
             signature_set: self.loaded.cfg.trust.to_string(),
+            frame_seconds: self.counts.latency.clone(),
         };
         *self.shared.status() = status;
     }

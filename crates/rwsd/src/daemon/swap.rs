@@ -89,8 +89,11 @@ impl Daemon {
             *running = engine;
         }
         let old_cfg = &self.loaded.cfg;
-        if new.cfg.frames != old_cfg.frames || new.cfg.output != old_cfg.output {
-            log::warn!("rwsd: frame source and output changes take effect on restart");
+        if new.cfg.frames != old_cfg.frames
+            || new.cfg.output != old_cfg.output
+            || new.cfg.metrics != old_cfg.metrics
+        {
+            log::warn!("rwsd: frame source, output and metrics changes take effect on restart");
         }
         if new.cfg.sensors != self.sensors.specs() {
             self.restart_sensors(&new.cfg);

@@ -306,3 +306,80 @@ fn only_the_signatures_the_policy_uses_are_read() {
     let err = format!("{:#}", Daemon::start(&path).err().unwrap());
     assert!(err.contains("fog.rws"), "{err}");
 }
+
+/// `[metrics]` on the demo: the textfile passes a strict exposition-format reader (and
+/// `promtool check metrics` where installed; CI installs it and sets RWS_REQUIRE_PROMTOOL), and
+/// its values are the run's: 40 frames, the coefficients and sensors of the final status.
+#[test]
+fn the_metrics_textfile_follows_the_demo_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = demo_config(dir.path(), "\n[metrics]\ntextfile = \"rwsd.prom\"\n");
+    let mut d = Daemon::start(&path).unwrap();
+    let prom = dir.path().join("rwsd.prom");
+    assert!(prom.is_file(), "written at start");
+    while frame(&mut d) {}
+    d.finish();
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let samples = rws_testkit::prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let value = |name: &str, label: Option<(&str, &str)>| {
+        samples
+            .iter()
+            .find(|s| s.name == name && label.is_none_or(|(k, v)| s.labels[k] == v))
+            .unwrap_or_else(|| panic!("{name} {label:?} missing:\n{text}"))
+            .value
+    };
+    let s = d.status();
+    assert_eq!(value("rwsd_frames_total", None), 40.0);
+    assert_eq!(value("rwsd_frame_seconds_count", None), 40.0);
+    assert!(value("rwsd_frame_seconds_sum", None) > 0.0);
+    let alphas = samples.iter().filter(|x| x.name == "rwsd_signature_alpha");
+    assert_eq!(
+        alphas.count(),
+        s.alpha.len(),
+        "one per signature the policy loads"
+    );
+    assert!(!s.alpha.is_empty());
+    for (sig, a) in &s.alpha {
+        assert_eq!(value("rwsd_signature_alpha", Some(("signature", sig))), *a);
+    }
+    for sensor in &s.sensors {
+        let fresh = value("rwsd_sensor_fresh", Some(("sensor", &sensor.name)));
+        assert_eq!(fresh, f64::from(u8::from(sensor.fresh)), "{}", sensor.name);
+        let age = sensor
+            .last_reading_age_s
+            .expect("every demo sensor has read");
+        let label = Some(("sensor", sensor.name.as_str()));
+        assert_eq!(value("rwsd_sensor_last_reading_age_seconds", label), age);
+    }
+    let bad: f64 = samples
+        .iter()
+        .filter(|s| s.name == "rwsd_sensor_bad_lines_total")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(bad, 2.0, "the two recorded bad lines");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary left: {leftovers:?}");
+    match rws_testkit::prom::promtool(&text) {
+        Some(r) => r.unwrap_or_else(|e| panic!("promtool check metrics: {e}")),
+        None => assert!(
+            std::env::var_os("RWS_REQUIRE_PROMTOOL").is_none(),
+            "promtool is not installed"
+        ),
+    }
+}
+
+/// A textfile that cannot be written (its directory is missing) costs the metrics, not a frame.
+#[test]
+fn an_unwritable_metrics_textfile_does_not_stop_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = demo_config(dir.path(), "\n[metrics]\ntextfile = \"gone/rwsd.prom\"\n");
+    let mut d = Daemon::start(&path).unwrap();
+    while frame(&mut d) {}
+    d.finish();
+    assert_eq!(d.status().frames, 40);
+    assert!(!dir.path().join("gone").exists());
+}

@@ -15,7 +15,7 @@ mod sources;
 mod trust;
 
 use super::schema::{self, ConfigToml, SensorToml};
-use super::{Clock, Config, ConfigError, Input};
+use super::{Clock, Config, ConfigError, Input, Metrics};
 use crate::sensors::driver::{SensorSpec, Source};
 use policy::{policy, signals, signatures};
 use sources::{frames, sensors, stdin_once};
@@ -80,6 +80,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let clock = clock(&ctx, raw.clock.as_ref(), &raw.sensors, &sensors)?;
     stdin_once(&ctx, &raw.sensors, &sensors, &frames.source)?;
     let output = output(&ctx, raw.output.as_ref())?;
+    let metrics = raw.metrics.as_ref().map(|m| metrics(&ctx, m)).transpose()?;
     let (labels, labels_line) = match raw.model.labels {
         Some(l) => (l.get_ref().clone(), ctx.line(l.span())),
         None => (Vec::new(), 0),
@@ -110,6 +111,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         stale_after,
         policy,
         trust,
+        metrics,
     })
 }
 
@@ -284,5 +286,33 @@ fn output(
         path: o.path.as_deref().map(|p| ctx.resolve(p)),
         trace: o.trace.as_deref().map(|p| ctx.resolve(p)),
         top_k,
+    })
+}
+
+/// `[metrics]`: a `.prom` file (the textfile collector reads no other) and a sane interval.
+fn metrics(ctx: &Ctx<'_>, raw: &Spanned<schema::MetricsToml>) -> Result<Metrics, ConfigError> {
+    let line = ctx.line(raw.span());
+    let m = raw.get_ref();
+    if !m.textfile.ends_with(".prom") {
+        return Err(ctx.err(
+            line,
+            "metrics.textfile",
+            format!(
+                "'{}': node_exporter's textfile collector reads only *.prom",
+                m.textfile
+            ),
+        ));
+    }
+    let secs = m.interval_s.unwrap_or(15.0);
+    if !(1.0..=3600.0).contains(&secs) {
+        return Err(ctx.err(
+            line,
+            "metrics.interval_s",
+            format!("{secs} is outside 1..=3600 seconds"),
+        ));
+    }
+    Ok(Metrics {
+        textfile: ctx.resolve(&m.textfile),
+        interval: std::time::Duration::from_secs_f64(secs),
     })
 }
