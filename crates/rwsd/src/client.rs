@@ -128,6 +128,17 @@ pub fn format_status(s: &Status) -> String {
     if let Some(e) = &s.last_reload_error {
         out.push_str(&format!("last reload failed: {e}\n"));
     }
+    if let Some(m) = &s.metrics {
+        out.push_str(&format!(
+            "metrics {}: {} writes, {} failed{}\n",
+            m.textfile,
+            m.writes,
+            m.failures,
+            m.last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" (last: {e})")),
+        ));
+    }
     out
 }
 

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,7 +18,8 @@ use crate::config::Metrics;
 use crate::control::Shared;
 use crate::health::{self, Health};
 use crate::protocol::{
-    FrameLatency, SensorStatus, SourceState, Status, ThreadState, FRAME_SECONDS_BUCKETS,
+    FrameLatency, MetricsStatus, SensorStatus, SourceState, Status, ThreadState,
+    FRAME_SECONDS_BUCKETS,
 };
 use crate::ratelimit::RateLimit;
 use crate::source::Stop;
@@ -27,6 +28,7 @@ use crate::source::Stop;
 pub struct Writer {
     stop: Stop,
     handle: Option<JoinHandle<()>>,
+    state: Arc<Mutex<MetricsStatus>>,
 }
 
 impl Writer {
@@ -39,14 +41,21 @@ impl Writer {
     ) -> std::io::Result<Self> {
         let stop = Stop::new();
         let (path, every, s) = (cfg.textfile.clone(), cfg.interval, stop.clone());
-        let mut failures = RateLimit::standard();
+        let state = Arc::new(Mutex::new(MetricsStatus {
+            textfile: path.display().to_string(),
+            ..Default::default()
+        }));
+        let mut log = Logged {
+            limit: RateLimit::standard(),
+            state: state.clone(),
+        };
         // The first write before the thread, so the file is there once the daemon has started.
-        write_now(&path, &shared, &mut failures);
+        write_now(&path, &shared, &mut log);
         let handle = health::supervise("metrics", health.clone(), stop.clone(), move || {
             while !s.stopped() {
                 // Stopped while waiting: one last write, with the final counts.
                 let stopped = s.sleep(every);
-                write_now(&path, &shared, &mut failures);
+                write_now(&path, &shared, &mut log);
                 if stopped {
                     return;
                 }
@@ -55,19 +64,46 @@ impl Writer {
         Ok(Writer {
             stop,
             handle: Some(handle),
+            state,
         })
+    }
+
+    /// How the writes have gone, for the status.
+    pub fn status(&self) -> MetricsStatus {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
-/// One write of the status as it is now; failures (a full disk, a missing directory) are
-/// logged, rate-limited, and the next interval tries again.
-fn write_now(path: &Path, shared: &Shared, failures: &mut RateLimit) {
-    let status = shared.status().clone();
-    if let Err(e) = write_atomically(path, &render(&status, unix_now())) {
-        if let Some(r) = failures.note() {
-            log::error!("rwsd: metrics: {e} ({} failed writes so far)", r.total);
+/// Where a write's outcome goes: the status, and the log (rate-limited).
+struct Logged {
+    limit: RateLimit,
+    state: Arc<Mutex<MetricsStatus>>,
+}
+
+impl Logged {
+    fn record(&mut self, result: std::io::Result<()>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                st.writes += 1;
+                st.last_error = None;
+            }
+            Err(e) => {
+                st.failures += 1;
+                if self.limit.note().is_some() {
+                    log::error!("rwsd: metrics: {e} ({} failed writes so far)", st.failures);
+                }
+                st.last_error = Some(e.to_string());
+            }
         }
     }
+}
+
+/// One write of the status as it is now; a failure (a full disk, a missing directory) shows in
+/// the status and the log, and the next interval tries again.
+fn write_now(path: &Path, shared: &Shared, log: &mut Logged) {
+    let status = shared.status().clone();
+    log.record(write_atomically(path, &render(&status, unix_now())));
 }
 
 impl Drop for Writer {
@@ -218,6 +254,11 @@ fn daemon_metrics(out: &mut String, s: &Status, now: f64) {
         failed,
         n,
     );
+    if let Some(m) = &s.metrics {
+        let help = "Writes of this file that failed before this one (the status says why).";
+        let n = m.failures as f64;
+        single(out, "rwsd_metrics_write_failures_total", "counter", help, n);
+    }
 }
 
 fn frame_metrics(out: &mut String, s: &Status) {

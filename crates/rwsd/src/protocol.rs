@@ -132,6 +132,19 @@ pub struct Status {
     /// How long frames took, from leaving the queue to their line written.
     #[serde(default)]
     pub frame_seconds: FrameLatency,
+    /// The Prometheus textfile's writes (`None`: no `[metrics]`).
+    #[serde(default)]
+    pub metrics: Option<MetricsStatus>,
+}
+
+/// How writing the metrics textfile goes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsStatus {
+    pub textfile: String,
+    pub writes: u64,
+    pub failures: u64,
+    /// Why the last write failed, if it did (cleared by a good one).
+    pub last_error: Option<String>,
 }
 
 /// Upper bounds (seconds) of [`FrameLatency`]'s buckets: from a small model's 0.2 ms frame to a

@@ -57,6 +57,7 @@ impl Daemon {
             threads: self.health.snapshot(),
             signature_set: self.loaded.cfg.trust.to_string(),
             frame_seconds: self.counts.latency.clone(),
+            metrics: self.metrics.as_ref().map(|m| m.status()),
         };
         *self.shared.status() = status;
     }

@@ -329,6 +329,15 @@ fn the_metrics_textfile_follows_the_demo_run() {
             .value
     };
     let s = d.status();
+    let m = s
+        .metrics
+        .as_ref()
+        .expect("the writer's state is in the status");
+    assert!(
+        m.writes >= 1 && m.failures == 0 && m.last_error.is_none(),
+        "{m:?}"
+    );
+    assert_eq!(value("rwsd_metrics_write_failures_total", None), 0.0);
     assert_eq!(value("rwsd_frames_total", None), 40.0);
     assert_eq!(value("rwsd_frame_seconds_count", None), 40.0);
     assert!(value("rwsd_frame_seconds_sum", None) > 0.0);
@@ -380,6 +389,16 @@ fn an_unwritable_metrics_textfile_does_not_stop_frames() {
     let mut d = Daemon::start(&path).unwrap();
     while frame(&mut d) {}
     d.finish();
-    assert_eq!(d.status().frames, 40);
+    let s = d.status();
+    assert_eq!(s.frames, 40);
+    let m = s
+        .metrics
+        .clone()
+        .expect("the writer's state is in the status");
+    assert!(m.failures >= 1 && m.writes == 0, "{m:?}");
+    let said = m.last_error.as_deref().unwrap_or_default();
+    assert!(said.contains("gone/rwsd.prom"), "{m:?}");
+    let text = crate::client::format_status(&s);
+    assert!(text.contains(" failed (last: "), "{text}");
     assert!(!dir.path().join("gone").exists());
 }
