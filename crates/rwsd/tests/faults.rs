@@ -49,12 +49,14 @@ fn start_waiting(dir: &Path) -> (Child, PathBuf) {
     (child, sock)
 }
 
-/// Polls the daemon's status until `done` holds (at most 10 s).
+/// Polls the daemon's status until `done` holds (at most 60 s). Generous because a reload's
+/// heavy part runs in the idle scheduling class by design: under qemu, beside another build
+/// on both cores, it waits for a free core (10 s was once too short in the ARM lane).
 pub(crate) fn wait_status(
     sock: &Path,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + Duration::from_secs(60);
     loop {
         if sock.exists() {
             let s = socket_request(sock, r#"{"cmd":"status"}"#)["status"].clone();
