@@ -30,18 +30,49 @@ pub(crate) fn fifo_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-pub(crate) fn start(cfg: &Path) -> Child {
-    rws_testkit::bin(env!("CARGO_BIN_EXE_rwsd"))
+pub(crate) fn start(cfg: &Path) -> Running {
+    let child = rws_testkit::bin(env!("CARGO_BIN_EXE_rwsd"))
         .args(["--config", cfg.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Running(Some(child))
+}
+
+/// A daemon a test started: killed when dropped, so a failed assertion leaves no rwsd behind
+/// (under qemu one would run on, holding a core, through the rest of the lane). [`stop`] ends
+/// it the orderly way and checks it exited cleanly.
+pub(crate) struct Running(Option<Child>);
+
+impl Running {
+    pub(crate) fn id(&self) -> u32 {
+        self.0
+            .as_ref()
+            .map(Child::id)
+            .expect("a Running holds its child")
+    }
+}
+
+impl From<Running> for Child {
+    fn from(mut r: Running) -> Child {
+        r.0.take()
+            .expect("a Running holds its child until it is taken")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// A daemon on a fresh FIFO config in `dir`, once it waits for the FIFO's first writer; returns
 /// it and its socket.
-fn start_waiting(dir: &Path) -> (Child, PathBuf) {
+fn start_waiting(dir: &Path) -> (Running, PathBuf) {
     mkfifo(&dir.join("frames"));
     let child = start(&fifo_config(dir, ""));
     let sock = dir.join("rwsd.sock");
@@ -70,7 +101,8 @@ pub(crate) fn wait_status(
     }
 }
 
-pub(crate) fn stop(mut child: Child, sock: &Path) {
+pub(crate) fn stop(child: impl Into<Child>, sock: &Path) {
+    let mut child = child.into();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

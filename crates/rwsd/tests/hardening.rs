@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,12 +19,13 @@ use rws_signature::SignatureFile;
 use rws_testkit::{copy_signatures, mkfifo, repo};
 
 use crate::daemon::socket_request;
-use crate::faults::{fifo_config, start, stop, wait_status};
+use crate::faults::{fifo_config, start, stop, wait_status, Running};
 
 /// A running daemon on a copy of the shipped set, fed 32×32 gray frames every 10 ms by a
-/// writer thread until [`Fed::end`].
+/// writer thread until [`Fed::end`]. A test that fails on the way stops the writer and (through
+/// [`Running`]) kills the daemon, so no rwsd outlives its test.
 struct Fed {
-    child: Child,
+    child: Option<Running>,
     sock: PathBuf,
     sigs: PathBuf,
     cfg: PathBuf,
@@ -59,7 +59,7 @@ impl Fed {
             sent
         });
         Fed {
-            child,
+            child: Some(child),
             sock,
             sigs,
             cfg,
@@ -68,12 +68,20 @@ impl Fed {
         }
     }
 
+    /// The daemon's pid (it runs until `end` or drop).
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Running::id)
+            .expect("the daemon runs until end")
+    }
+
     fn status(&self) -> serde_json::Value {
         socket_request(&self.sock, r#"{"cmd":"status"}"#)["status"].clone()
     }
 
     fn hup(&self) {
-        let pid = self.child.id().to_string();
+        let pid = self.pid().to_string();
         let ok = std::process::Command::new("kill")
             .args(["-HUP", &pid])
             .status();
@@ -99,8 +107,16 @@ impl Fed {
         assert_eq!(s["frames"], sent, "every frame sent was answered: {s}");
         let out = self.cfg.with_file_name("out.jsonl");
         let lines = std::fs::read_to_string(out).unwrap().lines().count();
-        stop(self.child, &self.sock);
+        if let Some(child) = self.child.take() {
+            stop(child, &self.sock);
+        }
         (sent, lines)
+    }
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
     }
 }
 
@@ -253,7 +269,7 @@ fn a_sighup_storm_mid_stream_answers_every_frame_and_leaks_nothing() {
     fed.hup();
     wait_status(&fed.sock, |s| s["reloads"] == 1);
     std::thread::sleep(Duration::from_millis(300));
-    let before = tasks_and_fds(fed.child.id());
+    let before = tasks_and_fds(fed.pid());
     // 100 within a second, while frames stream.
     let t0 = Instant::now();
     for _ in 0..100 {
@@ -269,7 +285,7 @@ fn a_sighup_storm_mid_stream_answers_every_frame_and_leaks_nothing() {
     // done (under load that can take a while; a leak never does).
     let end = Instant::now() + Duration::from_secs(20);
     let after = loop {
-        let now = tasks_and_fds(fed.child.id());
+        let now = tasks_and_fds(fed.pid());
         if (now.0 <= before.0 && now.1 <= before.1) || Instant::now() > end {
             break now;
         }
