@@ -81,11 +81,10 @@ impl Fed {
     }
 
     fn hup(&self) {
-        let pid = self.pid().to_string();
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status();
-        assert!(ok.unwrap().success());
+        self.child
+            .as_ref()
+            .expect("the daemon runs until end")
+            .signal(libc::SIGHUP);
     }
 
     /// Frames answered go on growing: at least `n` more within 10 s.
