@@ -237,11 +237,7 @@ fn reloads_that_change_the_sensors_leak_no_thread_or_descriptor() {
     wait_status(&sock, |s| s["frame_source"]["state"] == "waiting");
     let reload = |n: u64, text: &str| {
         std::fs::write(&cfg, text).unwrap();
-        assert!(std::process::Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success());
+        child.signal(libc::SIGHUP);
         wait_status(&sock, |s| s["reloads"] == n)
     };
     reload(1, &text_b);

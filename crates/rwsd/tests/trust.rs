@@ -148,11 +148,7 @@ fn a_tampered_set_on_sighup_leaves_the_running_set_in_place() {
         signed.replacen("\"severity\": 5", "\"severity\": 1", 1),
     )
     .unwrap();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    child.signal(libc::SIGHUP);
     let s = wait_status(&sock, |s| !s["last_reload_error"].is_null());
     let why = s["last_reload_error"].as_str().unwrap_or_default();
     assert!(why.contains("does not match"), "{s}");
