@@ -95,29 +95,31 @@ pub fn quantize(
             }
             Quantized::F16(values.iter().map(|&v| f16::from_f32(v)).collect())
         }
-        DType::I8 => {
-            // A channel's scale is max|x| / 127; readers refuse one above MAX_SCALE.
-            let limit = 127.0 * crate::format::MAX_SCALE;
-            if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| v.abs() > limit)
-            {
-                return Err(QuantError::I8Overflow { index, value });
-            }
-            quantize_i8(values, scale_groups(shape))
-        }
+        DType::I8 => quantize_i8(values, scale_groups(shape))?,
     };
     let stats = error_stats(values, &quantized.dequantize());
     Ok((quantized, stats))
 }
 
 /// Symmetric int8 with one scale per group of equal length: `scale = max|x| / 127`, values rounded
-/// to nearest and clamped to ±127 (−128 is never used, so negation stays exact).
-fn quantize_i8(values: &[f32], groups: usize) -> Quantized {
+/// to nearest and clamped to ±127 (−128 is never used, so negation stays exact). A scale above
+/// [`MAX_SCALE`](crate::format::MAX_SCALE) is refused here, by the rule readers apply, so the
+/// writer never makes a file its reader would refuse.
+fn quantize_i8(values: &[f32], groups: usize) -> Result<Quantized, QuantError> {
     let group_len = values.len() / groups;
     let mut q = Vec::with_capacity(values.len());
     let mut scales = Vec::with_capacity(groups);
-    for row in values.chunks(group_len) {
+    for (g, row) in values.chunks(group_len).enumerate() {
         let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
         let scale = max / 127.0;
+        if scale > crate::format::MAX_SCALE {
+            let at = row.iter().position(|v| v.abs() == max).unwrap_or(0);
+            let index = g * group_len + at;
+            return Err(QuantError::I8Overflow {
+                index,
+                value: values[index],
+            });
+        }
         scales.push(scale);
         if scale == 0.0 {
             // An all-zero channel: scale 0 and q 0, rather than 0/0.
@@ -130,7 +132,7 @@ fn quantize_i8(values: &[f32], groups: usize) -> Quantized {
                 .map(|&v| (f64::from(v) * inv).round().clamp(-127.0, 127.0) as i8),
         );
     }
-    Quantized::I8 { q, scales }
+    Ok(Quantized::I8 { q, scales })
 }
 
 /// Max absolute and relative L2 error of `approx` against `exact`, computed in f64.

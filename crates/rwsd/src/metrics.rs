@@ -9,7 +9,7 @@
 //! that copy.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +23,7 @@ use crate::protocol::{
 };
 use crate::ratelimit::RateLimit;
 use crate::source::Stop;
+use rws_signature::format::writer::write_atomic;
 
 /// The running writer; dropping it stops the thread after one last write.
 pub struct Writer {
@@ -121,22 +122,12 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Writes `text` to a temporary in `path`'s directory (named so the collector, which reads only
-/// `*.prom`, skips it), then renames it over `path`. On failure the temporary is removed.
+/// Replaces `path` with `text` the way `.rws` files are written
+/// ([`write_atomic`]: a temporary beside it, synced, renamed; its name, `.NAME.tmpPID`, is not a
+/// `*.prom` the collector would read), with the path in the error.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = temporary_beside(path);
-    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-}
-
-fn temporary_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "rwsd.prom".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    write_atomic(path, text.as_bytes())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// The exposition text for `s`, stamped with `now` (Unix seconds).

@@ -157,7 +157,7 @@ pub const FRAME_SECONDS_BUCKETS: [f64; 14] = [
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FrameLatency {
     /// Frames at or under each bound of [`FRAME_SECONDS_BUCKETS`] (not cumulative).
-    pub buckets: [u64; 14],
+    pub buckets: [u64; FRAME_SECONDS_BUCKETS.len()],
     /// Frames recorded, and their total time in seconds.
     pub count: u64,
     pub sum_s: f64,

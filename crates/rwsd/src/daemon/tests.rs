@@ -369,7 +369,7 @@ fn the_metrics_textfile_follows_the_demo_run() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "no temporary left: {leftovers:?}");
     match rws_testkit::prom::promtool(&text) {
