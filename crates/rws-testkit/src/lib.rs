@@ -3,6 +3,7 @@
 //! byte positions inside `.rws` files for damage tests, paths into the repository, and the
 //! binaries started the way CI needs under emulation. A dev-dependency only.
 
+pub mod man;
 pub mod prom;
 
 use std::path::{Path, PathBuf};

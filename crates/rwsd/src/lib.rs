@@ -11,11 +11,13 @@
 //! - [`daemon`]: the frame loop, reloads and status;
 //! - [`source`] and [`health`]: the lifecycle every outside source follows (non-blocking open,
 //!   reads with a tick, end or reconnect, stop) and the supervision of the threads that run them;
-//! - [`check`]: what `rwsctl check` verifies without building the model.
+//! - [`check`]: what `rwsctl check` verifies without building the model;
+//! - [`cli`]: the command lines of `rwsd` and `rwsctl` (also their manual pages).
 //!
 //! It depends on nothing offline: no training, no corruption code (`.ci/deps` enforces it).
 
 pub mod check;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;

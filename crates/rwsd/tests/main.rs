@@ -4,6 +4,7 @@
 mod daemon;
 mod faults;
 mod hardening;
+mod packaging;
 mod rwsctl;
 mod sensors;
 mod trust;

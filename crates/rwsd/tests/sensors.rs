@@ -288,7 +288,7 @@ fn device_configs_are_valid() {
     for name in ["raspberry-pi", "jetson", "demo"] {
         let path = repo().join(format!("firmware-config/{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap().replace(
-            "/opt/rws/signatures",
+            "/var/lib/rwsd/signatures",
             repo().join("signatures").to_str().unwrap(),
         );
         let cfg = Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));

@@ -5,88 +5,17 @@
 //! (no daemon on the socket, bad input; the message says which).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use rwsd::cli::{CheckArgs, Command, OverrideArgs, ReplayArgs, Rwsctl, StatusArgs};
 use rwsd::config::Config;
-use rwsd::protocol::{Request, DEFAULT_SOCKET};
-
-/// Query and steer a running rwsd, replay sensor logs through a policy, check configs.
-#[derive(Parser, Debug)]
-#[command(name = "rwsctl", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    Status(StatusArgs),
-    Override(OverrideArgs),
-    Replay(ReplayArgs),
-    Check(CheckArgs),
-}
-
-/// Show a running rwsd's coefficients, sensor health and counters (exit 1 if a sensor is stale
-/// or the last reload failed).
-#[derive(clap::Args, Debug)]
-struct StatusArgs {
-    /// The daemon's control socket (`control.socket` in its config).
-    #[arg(long, default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// Print the status as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-/// Set or clear a manual coefficient override on a running rwsd.
-///
-/// `rwsctl override fog=0.8 --ttl 600` holds fog at 0.8 for ten minutes; `rwsctl override
-/// fog=off` clears one; `rwsctl override --clear` clears all (including the config's).
-#[derive(clap::Args, Debug)]
-struct OverrideArgs {
-    #[arg(long, default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// `signature=alpha` or `signature=off`.
-    #[arg(required_unless_present = "clear")]
-    setting: Option<String>,
-    /// Seconds the override lasts (default: until cleared).
-    #[arg(long)]
-    ttl: Option<f64>,
-    /// Clear every override.
-    #[arg(long, conflicts_with = "setting")]
-    clear: bool,
-}
-
-/// Print the coefficient trace of recorded sensor logs under a config's policy.
-///
-/// Every sensor of the config must read a file with timestamps (`file = "...", timestamps =
-/// true`). The trace has one line per second of log time at which a coefficient changed, then
-/// one counter line per sensor; `tests/data/*.trace` are made with this command.
-#[derive(clap::Args, Debug)]
-struct ReplayArgs {
-    /// The daemon config whose sensors and policy to replay.
-    #[arg(long, short)]
-    config: PathBuf,
-    /// Seconds evaluated after the last reading (to show staleness and ramps ending).
-    #[arg(long, default_value_t = 20.0)]
-    tail: f64,
-}
-
-/// Check a config before loading it: the config, the manifest's checksums, every signature the
-/// policy uses, the model, and that each signature fits it (without building the model; `rwsd
-/// --check` also builds it).
-#[derive(clap::Args, Debug)]
-struct CheckArgs {
-    #[arg(long, short)]
-    config: PathBuf,
-}
+use rwsd::protocol::Request;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = Rwsctl::parse();
     let result = match &cli.command {
         Command::Status(a) => status(a),
         Command::Override(a) => set_override(a),

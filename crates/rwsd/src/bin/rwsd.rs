@@ -8,38 +8,18 @@
 //! while frames go on, then swapped in between two frames (a bad new config keeps the old one);
 //! SIGTERM and SIGINT finish the current frame and exit 0. The logic is the `rwsd` library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
+use rwsd::cli::Rwsd;
 use rwsd::daemon::{self, Daemon, Signals};
-
-/// Run camera frames through a model patched for the weather and camera faults the sensors report.
-///
-/// Replays the shipped demo with `rwsd --config firmware-config/demo.toml`. Log verbosity follows
-/// RUST_LOG (default `info`); frame results are JSON lines on stdout (or `output.path`).
-#[derive(Parser, Debug)]
-#[command(name = "rwsd", version)]
-struct Args {
-    /// The daemon config (`firmware-config/*.toml`).
-    #[arg(long, short)]
-    config: PathBuf,
-    /// Check the config, model and signatures (building the runtime) and what a start would use
-    /// (socket, frame source, output, sensors), print a summary and exit. Changes nothing: no
-    /// file is created or truncated, nothing is bound, opened or started.
-    #[arg(long)]
-    check: bool,
-    /// Stop after this many frames.
-    #[arg(long)]
-    max_frames: Option<u64>,
-}
 
 fn main() -> ExitCode {
     // Before any thread exists: every thread's allocations then share two arenas.
     rwsd::source::bound_malloc_arenas();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
+    let args = Rwsd::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -50,7 +30,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<()> {
+fn run(args: &Rwsd) -> Result<()> {
     if args.check {
         println!("{}", daemon::check(&args.config)?);
         return Ok(());
