@@ -19,3 +19,12 @@ no_warnings() {
     return 1
   fi
 }
+
+# Installs Debian packages, as root or through sudo: apt-get update, then apt-get install with
+# these arguments (package names, --no-install-recommends). The three scripts' one way to do it.
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$@"
+}

@@ -100,7 +100,7 @@ fn unit_config_tmpfiles_and_sysusers_agree() {
             .unwrap()
     };
     // The unit starts the packaged binary on the packaged config.
-    assert!(dest_of("target/release/rwsd") == "usr/bin/");
+    assert_eq!(dest_of("target/release/rwsd"), "usr/bin/");
     assert_eq!(
         dest_of("../../firmware-config/raspberry-pi.toml"),
         "etc/rwsd/rwsd.toml"
