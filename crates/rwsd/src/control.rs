@@ -77,19 +77,37 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Unpublish first, by moving the socket to its private name: from here a client finds
+        // no socket (no daemon) rather than a file that refuses it while the loop winds down.
+        let private = private_name(&self.path);
+        let wake = if is_socket(&self.path) && std::fs::rename(&self.path, &private).is_ok() {
+            private.clone()
+        } else {
+            self.path.clone()
+        };
         self.stop.stop();
         // Wake the accept loop.
-        let _ = UnixStream::connect(&self.path);
+        let _ = UnixStream::connect(&wake);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        remove_socket(&self.path);
+        remove_socket(&wake);
     }
+}
+
+/// Where the socket for `path` is bound and listens before it is published, and where it is
+/// moved when the server stops: beside `path`, named for this process.
+fn private_name(path: &Path) -> PathBuf {
+    path.with_file_name(format!(".rwsd-{}.sock", std::process::id()))
+}
+
+fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
 /// Removes `path` only if it is a socket: a config naming a regular file must never delete it.
 fn remove_socket(path: &Path) {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+    if is_socket(path) {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -139,10 +157,7 @@ pub fn claim(path: &Path) -> Result<()> {
 /// Binds `path` (replacing a stale socket) and serves requests on a supervised thread.
 pub fn serve(path: &Path, shared: Arc<Shared>, health: &Arc<Health>) -> Result<Server> {
     claim(path)?;
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("chmod {}", path.display()))?;
+    let listener = publish(path)?;
     let stop = Stop::new();
     let s = stop.clone();
     let active = Arc::new(AtomicUsize::new(0));
@@ -154,6 +169,30 @@ pub fn serve(path: &Path, shared: Arc<Shared>, health: &Arc<Health>) -> Result<S
         stop,
         thread: Some(thread),
     })
+}
+
+/// Binds a listening socket that appears at `path` only once it accepts connections, with
+/// its final mode. `bind(2)` creates the file before `listen(2)`, and in between a client is
+/// refused and another starting daemon would take the socket for stale and remove it; so the
+/// socket is bound under a private name beside `path` and hard-linked into place, which also
+/// fails (rather than replaces) if another daemon got there first.
+fn publish(path: &Path) -> Result<UnixListener> {
+    let private = private_name(path);
+    remove_socket(&private);
+    let listener = UnixListener::bind(&private)
+        .with_context(|| format!("binding {} (for {})", private.display(), path.display()))?;
+    let placed = std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", private.display()))
+        .and_then(|()| {
+            std::fs::hard_link(&private, path).with_context(|| {
+                format!(
+                    "placing the socket at {} (another rwsd may have claimed it)",
+                    path.display()
+                )
+            })
+        });
+    remove_socket(&private);
+    placed.map(|()| listener)
 }
 
 /// A taken client slot, given back when the client's thread ends (even by a panic).
@@ -373,6 +412,45 @@ mod tests {
             .to_string();
         assert!(err.contains("another rwsd"), "{err}");
         assert!(exchange(&path, b"{\"cmd\":\"status\"}\n", false).ok);
+    }
+
+    #[test]
+    fn a_socket_that_can_be_seen_accepts_from_its_first_moment_to_its_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rwsd.sock");
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                let (mut seen, mut refused) = (0u32, Vec::new());
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                        seen += 1;
+                        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+                        if let Err(e) = UnixStream::connect(&path) {
+                            if path.exists() {
+                                refused.push(e.to_string());
+                            }
+                        }
+                    }
+                }
+                (seen, refused)
+            })
+        };
+        for _ in 0..30 {
+            let server = serve(&path, shared(), &Health::new()).unwrap();
+            // The watcher's connections may fill the slots: served or busy, but answered.
+            let r = exchange(&path, b"{\"cmd\":\"status\"}\n", false);
+            assert!(r.ok || r.error.is_some_and(|e| e.starts_with("busy")));
+            drop(server);
+            assert!(!path.exists());
+        }
+        done.store(true, Ordering::Relaxed);
+        let (seen, refused) = watcher.join().unwrap();
+        assert!(seen > 0, "the watcher saw the socket");
+        assert_eq!(refused, Vec::<String>::new());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "no private socket is left: {left:?}");
     }
 
     #[test]
