@@ -7,6 +7,8 @@
 //! - [`train`] (feature `train`): candle training from a shared init;
 //! - [`extract`]: signatures from θ0, θstd and robust models (the projection residual);
 //! - [`eval`]: accuracy of an ONNX classifier, clean and corrupted;
+//! - [`experiments`]: the paper's sweeps and matrices on a signature set, their plots, and the
+//!   policy curves calibrated from them;
 //! - [`bench`]: timings of the patch kernel and the runtime against their baselines.
 //!
 //! It builds on the device crates (`rws-signature` for the format and the patch engine,
@@ -17,6 +19,7 @@ pub mod bench;
 pub mod corrupt;
 pub mod data;
 pub mod eval;
+pub mod experiments;
 pub mod extract;
 #[cfg(feature = "train")]
 pub mod train;

@@ -143,6 +143,8 @@ fn every_command_has_help() {
         vec!["--help"],
         vec!["inspect", "--help"],
         vec!["verify", "--help"],
+        vec!["eval", "--help"],
+        vec!["calibrate", "--help"],
     ] {
         let (code, out, _) = rws(&args);
         assert_eq!(code, 0);

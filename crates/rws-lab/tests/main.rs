@@ -6,6 +6,7 @@ mod cli;
 mod corruptions;
 mod data_loaders;
 mod demo_signatures;
+mod experiments;
 mod extract;
 // Training with candle is behind the `train` feature.
 #[cfg(feature = "train")]

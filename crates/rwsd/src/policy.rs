@@ -50,6 +50,9 @@ impl Curve {
         Ok(Curve(points))
     }
 
+    /// The curve at `x`: exactly a point's y at its x, and between the two neighbours' y
+    /// values elsewhere. Both matter: a curve that ends at 0 must give 0, not 1e-17, or the
+    /// signature is never exactly off and the clean model never exactly restored.
     pub fn eval(&self, x: f64) -> f64 {
         let p = &self.0;
         if x <= p[0].0 {
@@ -57,8 +60,12 @@ impl Curve {
         }
         for w in p.windows(2) {
             let ((x0, y0), (x1, y1)) = (w[0], w[1]);
-            if x <= x1 {
-                return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
+            if x == x1 {
+                return y1;
+            }
+            if x < x1 {
+                let t = (x - x0) / (x1 - x0);
+                return (y0 + (y1 - y0) * t).clamp(y0.min(y1), y0.max(y1));
             }
         }
         p[p.len() - 1].1
@@ -350,6 +357,19 @@ mod tests {
             ramp_per_s: 0.5,
             hysteresis: 0.05,
             overrides: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_curve_gives_its_points_exactly_and_stays_between_them() {
+        let c = Curve::new(vec![(0.7, 0.0), (0.65, 0.2), (0.6, 0.2), (0.55, 0.8)]).unwrap();
+        // (0.2 − 0.2)·0.05/0.05 style arithmetic once gave −3.5e-17 here.
+        assert_eq!(c.eval(0.7).to_bits(), 0f64.to_bits());
+        assert_eq!(c.eval(0.65), 0.2);
+        assert_eq!(c.eval(0.55), 0.8);
+        for k in 0..=1000 {
+            let y = c.eval(0.5 + 0.25 * f64::from(k) / 1000.0);
+            assert!((0.0..=0.8).contains(&y), "{y}");
         }
     }
 

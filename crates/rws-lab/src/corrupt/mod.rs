@@ -175,6 +175,17 @@ pub enum Preset {
     Auto,
 }
 
+impl Preset {
+    /// The name `--preset` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Cifar => "cifar",
+            Preset::ImageNet => "imagenet",
+            Preset::Auto => "auto",
+        }
+    }
+}
+
 impl FromStr for Preset {
     type Err = CorruptError;
     fn from_str(s: &str) -> Result<Self, CorruptError> {

@@ -1,6 +1,7 @@
 //! `rws eval`: the paper's Table 1 for a signature set — per corruption, the clean model's robust
 //! accuracy, with its signature at α, and (when the trained models are at hand) the dedicated
-//! robust model ("All Models") and the data-augmentation model.
+//! robust model ("All Models") and the data-augmentation model. `--mode sweep|cross|compose`
+//! runs the experiments of [`rws_lab::experiments`] instead (mode.rs).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,34 +17,49 @@ use rws_signature::SignatureFile;
 /// Measure test and robust accuracy with and without signatures.
 ///
 /// Reads the manifest in --signatures, evaluates on the dataset's fixed test split corrupted at
-/// --severity (seeded), and prints a Markdown table (or JSON).
+/// --severity (seeded), and prints a Markdown table (or JSON). Other modes: `sweep` (RA per
+/// corruption over --alphas × --severities, the best α per severity; the paper's Fig. 7),
+/// `cross` (each signature on every corruption at --severity and --alpha; §2.3), `compose`
+/// (compound corruptions, two signatures over --alphas × --alphas; Fig. 8).
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// What to measure: table, sweep, cross or compose.
+    #[arg(long, value_enum, default_value_t = Mode::Table)]
+    pub mode: Mode,
+    /// α grid of sweep (default 0,0.25,…,2) and compose (default 0,0.5,1,1.5).
+    #[arg(long, value_delimiter = ',')]
+    pub alphas: Vec<f32>,
+    /// Severities of sweep (default 1,2,3,4,5).
+    #[arg(long, value_delimiter = ',')]
+    pub severities: Vec<u8>,
+    /// Also draw the mode's figure into this SVG file (sweep, cross, compose).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Directory with manifest.json, the clean model and the signatures.
     #[arg(long, default_value = "signatures")]
-    signatures: PathBuf,
+    pub signatures: PathBuf,
     /// Directory of `rws train --recipe demo` (robust/<name>.onnx, augmented.onnx), for the
     /// "All Models" and "Data Augmentation" columns.
     #[arg(long)]
-    models: Option<PathBuf>,
+    pub models: Option<PathBuf>,
     /// Dataset: mnist-5k or digits.
     #[arg(long, default_value = "mnist-5k")]
-    dataset: String,
+    pub dataset: String,
     /// Corruption severity of the test images.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
-    severity: u8,
+    pub severity: u8,
     /// Corruption constants of the test images: imagenet, cifar or auto.
     #[arg(long, default_value = "imagenet")]
-    preset: String,
+    pub preset: String,
     /// Coefficient of the signature.
     #[arg(long, default_value_t = 1.0)]
-    alpha: f32,
+    pub alpha: f32,
     /// Evaluate on N test images only, spread evenly over the split (every class kept).
     #[arg(long)]
-    limit: Option<usize>,
+    pub limit: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -56,7 +72,22 @@ struct Row {
     augmentation: Option<f64>,
 }
 
+/// `--mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Table,
+    Sweep,
+    Cross,
+    Compose,
+}
+
 pub fn run(args: &Args) -> Result<ExitCode> {
+    if args.mode != Mode::Table {
+        return crate::mode::run(args);
+    }
+    if args.plot.is_some() {
+        anyhow::bail!("--plot draws the figures of --mode sweep, cross and compose");
+    }
     let preset: Preset = args.preset.parse()?;
     let manifest = Manifest::load(args.signatures.join("manifest.json"))?;
     let kind: Kind = args.dataset.parse().map_err(anyhow::Error::msg)?;
@@ -113,9 +144,46 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         rows.push(row);
     }
     if args.json {
+        // TA with every signature bound at α = 0 goes through the patch engine (no shortcut):
+        // the clean model, bit for bit, so this must equal `ta_clean`.
+        let sigs = manifest
+            .signatures
+            .iter()
+            .map(|e| SignatureFile::open(args.signatures.join(&e.file)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let off: Vec<(&SignatureFile, f32)> = sigs.iter().map(|s| (s, 0.0)).collect();
+        let ta_off = Classifier::from_onnx(
+            &rws_runtime::apply::patch_model(&clean, &off)?.to_bytes(),
+            side,
+        )?
+        .score(&test)?;
+        let n = rows.len().max(1) as f64;
+        let mean_of = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+            let v: Vec<f64> = rows.iter().filter_map(f).collect();
+            (v.len() == rows.len()).then(|| v.iter().sum::<f64>() / n)
+        };
+        let (m_clean, m_rws) = (
+            mean_of(&|r| Some(r.clean_model)),
+            mean_of(&|r| Some(r.with_rws)),
+        );
+        let m_all = mean_of(&|r| r.all_models);
+        let share = m_all
+            .zip(m_clean.zip(m_rws))
+            .filter(|(all, (c, _))| all > c)
+            .map(|(all, (c, r))| (r - c) / (all - c));
         outln!(
             "{}",
-            serde_json::json!({"test_accuracy": ta, "test_accuracy_augmentation": ta_aug, "severity": args.severity, "alpha": args.alpha, "images": test.len(), "rows": rows})
+            serde_json::json!({
+                "experiment": "table",
+                "command": crate::mode::command_line(),
+                "dataset": args.dataset, "images": test.len(), "preset": args.preset,
+                "severity": args.severity, "alpha": args.alpha,
+                "ta_clean": ta, "ta_rws_off": ta_off, "test_accuracy": ta,
+                "test_accuracy_augmentation": ta_aug,
+                "mean_ra_clean": m_clean, "mean_ra_rws": m_rws, "mean_ra_all_models": m_all,
+                "mean_ra_augmentation": mean_of(&|r| r.augmentation),
+                "gain_share_of_all_models": share,
+                "rows": rows})
         )?;
         return Ok(ExitCode::SUCCESS);
     }

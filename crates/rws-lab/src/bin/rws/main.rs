@@ -24,10 +24,12 @@ macro_rules! out {
 }
 
 mod bench;
+mod calibrate;
 mod corrupt;
 mod eval;
 mod extract;
 mod inspect;
+mod mode;
 mod moved;
 mod patch;
 #[cfg(feature = "train")]
@@ -51,6 +53,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     Bench(bench::Args),
+    Calibrate(calibrate::Args),
     Inspect(inspect::Args),
     Keygen(trust::KeygenArgs),
     Corrupt(corrupt::Args),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
+        Command::Calibrate(args) => calibrate::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Corrupt(args) => corrupt::run(&args),
         Command::Extract(args) => extract::run(&args),

@@ -1,0 +1,182 @@
+//! `rws eval --mode sweep|cross|compose`: opens the signature set and the test split as
+//! `rws eval` does, runs the experiment of [`rws_lab::experiments`], prints JSON (`--json`) or a
+//! short table, and draws the figure (`--plot`).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use rws_lab::corrupt::Preset;
+use rws_lab::data::{self, Kind};
+use rws_lab::experiments::{self, compose, cross, plot, sweep, Lab};
+
+use crate::eval::{Args, Mode};
+
+/// The command as typed, from `rws` on, recorded in every result so it can be rerun.
+pub fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("rws {}", args.join(" "))
+}
+
+fn open(args: &Args) -> Result<Lab> {
+    let preset: Preset = args.preset.parse()?;
+    let kind: Kind = args.dataset.parse().map_err(anyhow::Error::msg)?;
+    let mut test = data::load(kind, data::default_path(kind))?.split().test;
+    if let Some(n) = args.limit {
+        test = test.spread(n);
+    }
+    Ok(Lab::open(&args.signatures, test, preset)?)
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    if args.models.is_some() {
+        bail!("--models is for the table (--mode table)");
+    }
+    let lab = open(args)?;
+    match args.mode {
+        Mode::Sweep => run_sweep(args, &lab),
+        Mode::Cross => run_cross(args, &lab),
+        Mode::Compose => run_compose(args, &lab),
+        Mode::Table => unreachable!("the table is eval.rs"),
+    }
+}
+
+/// Writes the figure if `--plot` asked for one.
+fn write_plot(
+    args: &Args,
+    svg: impl FnOnce() -> Result<String, experiments::ExperimentError>,
+) -> Result<()> {
+    if let Some(path) = &args.plot {
+        std::fs::write(path, svg()?).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints `value` as one JSON object with the command line first.
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut v = serde_json::to_value(value)?;
+    if let Some(map) = v.as_object_mut() {
+        map.insert("command".into(), command_line().into());
+    }
+    outln!("{}", serde_json::to_string_pretty(&v)?)?;
+    Ok(())
+}
+
+fn run_sweep(args: &Args, lab: &Lab) -> Result<ExitCode> {
+    let paper = sweep::Grid::paper();
+    let grid = sweep::Grid {
+        alphas: if args.alphas.is_empty() {
+            paper.alphas
+        } else {
+            args.alphas.clone()
+        },
+        severities: if args.severities.is_empty() {
+            paper.severities
+        } else {
+            args.severities.clone()
+        },
+    }
+    .check()?;
+    let bar = experiments::progress(sweep::steps(lab, &grid), "sweep");
+    let s = sweep::run(lab, &grid, &args.dataset, &bar)?;
+    bar.finish_and_clear();
+    write_plot(args, || plot::sweep(&s))?;
+    if args.json {
+        print_json(&s)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "Mean RA (%) over {} corruptions, {} test images; rows severity, columns α:\n",
+        s.rows.len(),
+        s.provenance.images
+    )?;
+    let head: Vec<String> = s.alphas.iter().map(|a| format!("{a}")).collect();
+    outln!("| severity | {} | best α |", head.join(" | "))?;
+    outln!("|---|{}---:|", "---:|".repeat(s.alphas.len()))?;
+    for ((sev, ra), best) in s
+        .severities
+        .iter()
+        .zip(&s.mean_ra)
+        .zip(&s.best_alpha_per_severity)
+    {
+        let cells: Vec<String> = ra.iter().map(|r| format!("{:.1}", r * 100.0)).collect();
+        outln!("| {sev} | {} | {best} |", cells.join(" | "))?;
+    }
+    outln!(
+        "\nBest α non-decreasing with severity: {}",
+        s.best_alpha_non_decreasing
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_cross(args: &Args, lab: &Lab) -> Result<ExitCode> {
+    let bar = experiments::progress(lab.signatures.len() as u64, "cross");
+    let c = cross::run(lab, args.severity, args.alpha, &args.dataset, &bar)?;
+    bar.finish_and_clear();
+    write_plot(args, || plot::cross(&c))?;
+    if args.json {
+        print_json(&c)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "Mean RA gain (points), severity {}, α = {}: own signature {:+.1}, another of its group {:+.1}, another group {:+.1}\n",
+        c.severity,
+        c.alpha,
+        c.mean_gain_own * 100.0,
+        c.mean_gain_same_group * 100.0,
+        c.mean_gain_other_group * 100.0
+    )?;
+    outln!("| corruption | own gain | best other signature | its gain |")?;
+    outln!("|---|---:|---|---:|")?;
+    for b in &c.best_other {
+        outln!(
+            "| {} | {:+.1} | {} | {:+.1} |",
+            b.corruption,
+            b.own_gain * 100.0,
+            b.signature,
+            b.gain * 100.0
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_compose(args: &Args, lab: &Lab) -> Result<ExitCode> {
+    let alphas = if args.alphas.is_empty() {
+        vec![0.0, 0.5, 1.0, 1.5]
+    } else {
+        args.alphas.clone()
+    };
+    let bar = experiments::progress((compose::PAIRS.len() * alphas.len()) as u64, "compose");
+    let c = compose::run(
+        lab,
+        &compose::PAIRS,
+        &alphas,
+        args.severity,
+        &args.dataset,
+        &bar,
+    )?;
+    bar.finish_and_clear();
+    write_plot(args, || plot::compose(&c))?;
+    if args.json {
+        print_json(&c)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("Compound corruptions at severity {}, RA (%):\n", c.severity)?;
+    outln!("| first then second | clean | first only | second only | best (α₁, α₂) | RA | beats both |")?;
+    outln!("|---|---:|---:|---:|---|---:|---|")?;
+    for p in &c.pairs {
+        outln!(
+            "| {} + {} | {:.1} | {:.1} | {:.1} | ({}, {}) | {:.1} | {} |",
+            p.first,
+            p.second,
+            p.clean * 100.0,
+            p.best_first_only * 100.0,
+            p.best_second_only * 100.0,
+            p.best.0,
+            p.best.1,
+            p.best_ra * 100.0,
+            p.beats_both
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
