@@ -9,6 +9,7 @@
 //! - [`eval`]: accuracy of an ONNX classifier, clean and corrupted;
 //! - [`experiments`]: the paper's sweeps and matrices on a signature set, their plots, and the
 //!   policy curves calibrated from them;
+//! - [`progress`]: progress bars on stderr for the long commands;
 //! - [`bench`]: timings of the patch kernel and the runtime against their baselines.
 //!
 //! It builds on the device crates (`rws-signature` for the format and the patch engine,
@@ -21,5 +22,6 @@ pub mod data;
 pub mod eval;
 pub mod experiments;
 pub mod extract;
+pub mod progress;
 #[cfg(feature = "train")]
 pub mod train;

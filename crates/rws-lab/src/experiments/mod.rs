@@ -15,7 +15,6 @@ pub mod sweep;
 
 use std::path::{Path, PathBuf};
 
-use indicatif::ProgressBar;
 use rws_runtime::onnx::OnnxModel;
 use rws_signature::manifest::Manifest;
 use rws_signature::SignatureFile;
@@ -138,22 +137,6 @@ pub struct Provenance {
     pub images: usize,
     pub preset: String,
     pub seed: u64,
-}
-
-/// A progress bar over `total` steps on stderr, hidden when stderr is not a terminal (so logs
-/// and `--json` output are unchanged).
-pub fn progress(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr_with_hz(4),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, about {eta} left)",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(what.to_string());
-    bar
 }
 
 /// Index of the largest value; on ties (equal accuracies) the first, i.e. the smallest α.

@@ -109,7 +109,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let ta = base.score(&test)?;
     let ta_aug = aug.as_ref().map(|a| a.score(&test)).transpose()?;
     let mut rows = Vec::new();
+    let bar = rws_lab::progress::bar(manifest.signatures.len() as u64, "eval");
     for entry in &manifest.signatures {
+        bar.set_message(entry.corruption.clone());
         let c: Corruption = entry.corruption.parse()?;
         let sig = SignatureFile::open(args.signatures.join(&entry.file))?;
         let patched = rws_runtime::apply::patch_model(&clean, &[(&sig, args.alpha)])?;
@@ -135,14 +137,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             all_models: dedicated,
             augmentation: aug.as_ref().map(|a| a.score(&images)).transpose()?,
         };
-        eprintln!(
-            "{}: {:.1}% -> {:.1}%",
-            row.corruption,
-            row.clean_model * 100.0,
-            row.with_rws * 100.0
-        );
+        bar.suspend(|| {
+            eprintln!(
+                "{}: {:.1}% -> {:.1}%",
+                row.corruption,
+                row.clean_model * 100.0,
+                row.with_rws * 100.0
+            )
+        });
+        bar.inc(1);
         rows.push(row);
     }
+    bar.finish_and_clear();
     if args.json {
         // TA with every signature bound at α = 0 goes through the patch engine (no shortcut):
         // the clean model, bit for bit, so this must equal `ta_clean`.

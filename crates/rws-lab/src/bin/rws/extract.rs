@@ -66,15 +66,15 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         dataset: args.dataset.clone(),
         out_dir: args.out.clone(),
     };
+    let mut bar = rws_lab::progress::Lazy::new("extract");
     let done = extract(
         &args.init,
         &args.standard,
         &args.robust,
         &opts,
-        |i, n, name| {
-            eprintln!("[{}/{n}] extracting {name}", i + 1);
-        },
+        |i, n, name| bar.step(i, n, name),
     )?;
+    bar.finish();
     for e in &done {
         let worst = e
             .report

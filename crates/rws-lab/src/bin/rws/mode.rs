@@ -77,7 +77,7 @@ fn run_sweep(args: &Args, lab: &Lab) -> Result<ExitCode> {
         },
     }
     .check()?;
-    let bar = experiments::progress(sweep::steps(lab, &grid), "sweep");
+    let bar = rws_lab::progress::bar(sweep::steps(lab, &grid), "sweep");
     let s = sweep::run(lab, &grid, &args.dataset, &bar)?;
     bar.finish_and_clear();
     write_plot(args, || plot::sweep(&s))?;
@@ -110,7 +110,7 @@ fn run_sweep(args: &Args, lab: &Lab) -> Result<ExitCode> {
 }
 
 fn run_cross(args: &Args, lab: &Lab) -> Result<ExitCode> {
-    let bar = experiments::progress(lab.signatures.len() as u64, "cross");
+    let bar = rws_lab::progress::bar(lab.signatures.len() as u64, "cross");
     let c = cross::run(lab, args.severity, args.alpha, &args.dataset, &bar)?;
     bar.finish_and_clear();
     write_plot(args, || plot::cross(&c))?;
@@ -146,7 +146,7 @@ fn run_compose(args: &Args, lab: &Lab) -> Result<ExitCode> {
     } else {
         args.alphas.clone()
     };
-    let bar = experiments::progress((compose::PAIRS.len() * alphas.len()) as u64, "compose");
+    let bar = rws_lab::progress::bar((compose::PAIRS.len() * alphas.len()) as u64, "compose");
     let c = compose::run(
         lab,
         &compose::PAIRS,

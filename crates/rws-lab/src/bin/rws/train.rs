@@ -96,6 +96,7 @@ impl Ctx {
         let t = Instant::now();
         let mut net = Net::new(&self.arch, start, &self.device)?;
         let train_set = &self.split.train;
+        let bar = rws_lab::progress::bar(epochs as u64, what);
         train(
             &mut net,
             &train_set.images,
@@ -109,9 +110,12 @@ impl Ctx {
                 preset: self.preset,
             },
             |e, loss| {
-                eprintln!("  {what}: epoch {}/{epochs} loss {loss:.4}", e + 1);
+                // Above the bar on a terminal, plain lines in a log.
+                bar.suspend(|| eprintln!("  {what}: epoch {}/{epochs} loss {loss:.4}", e + 1));
+                bar.inc(1);
             },
         )?;
+        bar.finish_and_clear();
         let acc = net.accuracy(&self.split.test.images, &self.split.test.labels)?;
         eprintln!(
             "  {what}: clean test accuracy {:.2}% ({:.0} s)",
@@ -252,15 +256,15 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
         dataset: ctx.split.train.name.trim_end_matches("/train").to_string(),
         out_dir: sig_dir.clone(),
     };
+    let mut bar = rws_lab::progress::Lazy::new("extract");
     let done = rws_lab::extract::extract(
         &out.join("theta0.onnx"),
         &out.join("standard.onnx"),
         &robust,
         &opts,
-        |i, n, name| {
-            eprintln!("[{}/{n}] extracting {name}", i + 1);
-        },
+        |i, n, name| bar.step(i, n, name),
     )?;
+    bar.finish();
     let clean = sig_dir.join("clean.onnx");
     std::fs::copy(out.join("standard.onnx"), &clean)?;
     let (crc, bytes) = checksum(&clean)?;
