@@ -145,6 +145,8 @@ fn every_command_has_help() {
         vec!["verify", "--help"],
         vec!["eval", "--help"],
         vec!["calibrate", "--help"],
+        vec!["layers", "--help"],
+        vec!["similarity", "--help"],
     ] {
         let (code, out, _) = rws(&args);
         assert_eq!(code, 0);

@@ -311,3 +311,45 @@ fn the_committed_results_hold_their_contract() {
         );
     }
 }
+
+#[test]
+fn layers_and_similarity_are_deterministic_and_match_the_committed_results() {
+    let sigs = repo().join("signatures");
+    let sigs = sigs.to_str().unwrap();
+    for (cmd, name) in [("layers", "layers.json"), ("similarity", "similarity.json")] {
+        let (code, out, err) = rws(&[cmd, "--json", "--signatures", sigs]);
+        assert_eq!(code, 0, "{err}");
+        let mut got: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let text = std::fs::read_to_string(repo().join("docs/results").join(name)).unwrap();
+        let mut want: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // Only the command line differs (the path of the set).
+        got["command"] = serde_json::Value::Null;
+        want["command"] = serde_json::Value::Null;
+        assert!(
+            got == want,
+            "docs/results/{name} is stale: rerun its command"
+        );
+    }
+    let l: rws_lab::experiments::anatomy::Layers = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/results/layers.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(l.layers.len(), 5);
+    for row in &l.share {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+    let s: rws_lab::experiments::anatomy::Similarity = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/results/similarity.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s.names.len(), 19);
+    for (i, row) in s.cosine.iter().enumerate() {
+        assert!((row[i] - 1.0).abs() < 1e-9);
+        assert!(
+            row.iter()
+                .zip(s.cosine.iter().map(|r| r[i]))
+                .all(|(a, b)| *a == b),
+            "symmetric"
+        );
+    }
+}

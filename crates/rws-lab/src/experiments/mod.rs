@@ -3,10 +3,13 @@
 //! compound corruptions (Fig. 8). Each returns a serializable result that `rws eval --mode …
 //! --json` prints, [`plot`] draws and [`calibrate`] turns into policy curves.
 //!
+//! [`anatomy`] reads the signatures themselves (Fig. 2's per-layer norms, Fig. 4's similarity).
+//!
 //! Everything is deterministic: the test split is fixed, image `i` is corrupted with seed
 //! `seed + i`, and each (corruption, severity) set is corrupted once and scored by every model
 //! that is compared on it.
 
+pub mod anatomy;
 pub mod calibrate;
 pub mod compose;
 pub mod cross;
@@ -60,23 +63,9 @@ pub struct Lab {
 pub const SEED: u64 = 12345;
 
 impl Lab {
-    /// Opens `dir/manifest.json`, its clean model and every signature it lists.
+    /// Opens the set in `dir` ([`open_set`]) for experiments on `test`.
     pub fn open(dir: &Path, test: Dataset, preset: Preset) -> Result<Lab, ExperimentError> {
-        let manifest_path = dir.join("manifest.json");
-        let manifest = Manifest::load(&manifest_path)?;
-        let clean = OnnxModel::open(dir.join(&manifest.model.file))?;
-        let mut signatures = Vec::new();
-        for entry in &manifest.signatures {
-            let c: Corruption = entry
-                .corruption
-                .parse()
-                .map_err(|e| ExperimentError::Entry {
-                    path: manifest_path.clone(),
-                    name: entry.corruption.clone(),
-                    reason: format!("{e}"),
-                })?;
-            signatures.push((c, SignatureFile::open(dir.join(&entry.file))?));
-        }
+        let (clean, signatures) = open_set(dir)?;
         Ok(Lab {
             clean,
             signatures,
@@ -128,6 +117,28 @@ impl Lab {
             seed: self.seed,
         }
     }
+}
+
+/// Opens `dir/manifest.json`, its clean model and every signature it lists.
+pub fn open_set(
+    dir: &Path,
+) -> Result<(OnnxModel, Vec<(Corruption, SignatureFile)>), ExperimentError> {
+    let manifest_path = dir.join("manifest.json");
+    let manifest = Manifest::load(&manifest_path)?;
+    let clean = OnnxModel::open(dir.join(&manifest.model.file))?;
+    let mut signatures = Vec::new();
+    for entry in &manifest.signatures {
+        let c: Corruption = entry
+            .corruption
+            .parse()
+            .map_err(|e| ExperimentError::Entry {
+                path: manifest_path.clone(),
+                name: entry.corruption.clone(),
+                reason: format!("{e}"),
+            })?;
+        signatures.push((c, SignatureFile::open(dir.join(&entry.file))?));
+    }
+    Ok((clean, signatures))
 }
 
 /// The inputs a result was measured on.

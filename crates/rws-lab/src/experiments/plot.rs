@@ -6,6 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::anatomy::{Layers, Similarity};
 use super::compose::Compose;
 use super::cross::Cross;
 use super::sweep::Sweep;
@@ -304,6 +305,107 @@ pub fn compose(c: &Compose) -> Result<String, ExperimentError> {
                 },
             )?;
         }
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Fig. 2: ‖RWS‖ / ‖W‖ per layer, each signature thin and their mean bold.
+pub fn layers(l: &Layers) -> Result<String, ExperimentError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let top = l
+            .ratio
+            .iter()
+            .flatten()
+            .copied()
+            .fold(0.0, f64::max)
+            .max(1e-9)
+            * 1.1;
+        let n = l.layers.len();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Signature norm relative to the layer's weight",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.5f64..n as f64 + 0.5, 0f64..top)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|v| format!("{}", v.round()))
+            .x_desc("weight layer (1 = shallowest)")
+            .y_desc("‖RWS‖ / ‖W‖")
+            .draw()
+            .map_err(plot_err)?;
+        let grey = RGBColor(0xbb, 0xbb, 0xbb);
+        for r in &l.ratio {
+            let points = r.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v));
+            chart
+                .draw_series(LineSeries::new(points, grey.stroke_width(1)))
+                .map_err(plot_err)?;
+        }
+        let mean: Vec<(f64, f64)> = l
+            .mean_ratio
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| ((i + 1) as f64, v))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(mean.clone(), PALETTE[1].stroke_width(3)))
+            .map_err(plot_err)?
+            .label("mean over the signatures")
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], PALETTE[1].stroke_width(3))
+            });
+        chart
+            .draw_series(mean.iter().map(|&p| Circle::new(p, 4, PALETTE[1].filled())))
+            .map_err(plot_err)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Fig. 4: cosine similarity of the signatures, ordered by group.
+pub fn similarity(s: &Similarity) -> Result<String, ExperimentError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 860)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let names: Vec<String> = s
+            .names
+            .iter()
+            .zip(&s.groups)
+            .enumerate()
+            .map(|(i, (n, g))| format!("{n} ({g}) {}", i + 1))
+            .collect();
+        let numbers: Vec<String> = (1..=s.names.len()).map(|i| i.to_string()).collect();
+        grid(
+            &root,
+            &format!(
+                "Cosine similarity of the signatures (same group {:.2}, across groups {:.2})",
+                s.mean_same_group, s.mean_cross_group
+            ),
+            &names,
+            &numbers,
+            ("signature (numbered as the rows)", "signature"),
+            &|i, j| {
+                let v = s.cosine[i][j];
+                (diverging(v), format!("{:.2}", v))
+            },
+        )?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)

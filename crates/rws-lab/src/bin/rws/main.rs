@@ -23,6 +23,7 @@ macro_rules! out {
     }};
 }
 
+mod anatomy;
 mod bench;
 mod calibrate;
 mod corrupt;
@@ -56,11 +57,13 @@ enum Command {
     Calibrate(calibrate::Args),
     Inspect(inspect::Args),
     Keygen(trust::KeygenArgs),
+    Layers(anatomy::LayersArgs),
     Corrupt(corrupt::Args),
     Extract(extract::Args),
     Eval(eval::Args),
     Patch(patch::Args),
     Sign(trust::SignArgs),
+    Similarity(anatomy::SimilarityArgs),
     /// Moved to `rwsctl replay` (the device client).
     #[command(hide = true)]
     Replay(moved::Args),
@@ -87,6 +90,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(&args),
         Command::Patch(args) => patch::run(&args),
         Command::Keygen(args) => trust::keygen(&args),
+        Command::Layers(args) => anatomy::layers(&args),
+        Command::Similarity(args) => anatomy::similarity(&args),
         Command::Sign(args) => trust::sign(&args),
         Command::Replay(_) => moved::run("replay"),
         Command::Status(_) => moved::run("status"),
