@@ -158,6 +158,31 @@ pub fn default_path(kind: Kind) -> PathBuf {
         .join(kind.file_name())
 }
 
+/// The fixed split of a dataset by name: `mnist-5k` or `digits` from `data` (default: the
+/// committed file under `data/`), split as [`Dataset::split`] does; `cifar10` from the binary
+/// batches in the directory `data` (required: CIFAR-10 does not ship), with its official split.
+pub fn open_split(dataset: &str, data: Option<&Path>) -> Result<Split, DataError> {
+    if dataset == "cifar10" {
+        let dir = data.ok_or_else(|| DataError {
+            path: PathBuf::from("cifar10"),
+            line: None,
+            column: None,
+            reason: "CIFAR-10 does not ship with rws: pass --data DIR, the directory of \
+                     data_batch_1.bin … data_batch_5.bin and test_batch.bin"
+                .into(),
+        })?;
+        return crate::cifar::load_split(dir);
+    }
+    let kind: Kind = dataset.parse().map_err(|reason: String| DataError {
+        path: PathBuf::from(dataset),
+        line: None,
+        column: None,
+        reason: format!("{reason}, or cifar10 with --data DIR"),
+    })?;
+    let path = data.map_or_else(|| default_path(kind), Path::to_path_buf);
+    Ok(load(kind, path)?.split())
+}
+
 /// Loads and validates a dataset file.
 pub fn load(kind: Kind, path: impl AsRef<Path>) -> Result<Dataset, DataError> {
     let path = path.as_ref();

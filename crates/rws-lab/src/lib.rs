@@ -2,7 +2,8 @@
 //! measures them, on a workstation or a CUDA host. None of it runs on a device.
 //!
 //! - [`corrupt`]: the 19 Hendrycks–Dietterich corruptions, CIFAR-10-C and ImageNet-C constants;
-//! - [`data`]: MNIST-5k and sklearn digits with fixed splits, as 32×32×3 images;
+//! - [`data`]: MNIST-5k and sklearn digits with fixed splits, as 32×32×3 images; [`cifar`]:
+//!   CIFAR-10's binary batches, for paper-scale runs;
 //! - [`arch`]: VGG-style architectures and their ONNX export;
 //! - [`train`] (feature `train`): candle training from a shared init;
 //! - [`extract`]: signatures from θ0, θstd and robust models (the projection residual);
@@ -17,6 +18,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod cifar;
 pub mod corrupt;
 pub mod data;
 pub mod eval;

@@ -94,3 +94,90 @@ fn damaged_files_give_clear_errors() {
     let err = load(Kind::Mnist5k, dir.path().join("missing.csv.gz")).unwrap_err();
     assert!(err.to_string().contains("missing.csv.gz"));
 }
+
+/// A CIFAR-10 binary record: `label`, then red, green and blue planes filled by `f(channel, i)`.
+fn cifar_record(label: u8, f: impl Fn(usize, usize) -> u8) -> Vec<u8> {
+    let mut r = vec![label];
+    for ch in 0..3 {
+        r.extend((0..1024).map(|i| f(ch, i)));
+    }
+    r
+}
+
+/// Five train batches of 3 records and a test batch of 2, in CIFAR-10's binary format.
+fn write_cifar(dir: &std::path::Path) {
+    for (b, name) in rws_lab::cifar::TRAIN_FILES.iter().enumerate() {
+        let bytes: Vec<u8> = (0..3)
+            .flat_map(|k| {
+                cifar_record(((b * 3 + k) % 10) as u8, move |ch, i| {
+                    ((ch * 7 + i + b) % 256) as u8
+                })
+            })
+            .collect();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let test: Vec<u8> = [
+        cifar_record(3, |ch, _| [255, 0, 128][ch]),
+        cifar_record(9, |_, i| (i % 256) as u8),
+    ]
+    .concat();
+    std::fs::write(dir.join(rws_lab::cifar::TEST_FILE), test).unwrap();
+}
+
+#[test]
+fn cifar10_binary_batches_load_as_the_official_split() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar(dir.path());
+    let split = rws_lab::data::open_split("cifar10", Some(dir.path())).unwrap();
+    assert_eq!((split.train.len(), split.test.len()), (15, 2));
+    assert_eq!(
+        split.train.labels,
+        (0..15).map(|i| (i % 10) as u8).collect::<Vec<_>>()
+    );
+    assert_eq!(split.test.labels, [3, 9]);
+    // Planes become interleaved RGB in [0, 1].
+    let img = &split.test.images[0];
+    assert_eq!((img.height, img.width), (32, 32));
+    assert_eq!(&img.data[..3], &[1.0, 0.0, 128.0 / 255.0]);
+    let second = &split.test.images[1];
+    let px = 5 * 32 + 7; // row 5, column 7
+    assert_eq!(second.data[px * 3], (px % 256) as f32 / 255.0);
+    // Batch 2, record 1, green channel at pixel 0: (1·7 + 0 + 1) % 256.
+    assert_eq!(split.train.images[4].data[1], 8.0 / 255.0);
+}
+
+#[test]
+fn a_damaged_cifar10_batch_is_refused_with_file_record_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar(dir.path());
+    let test = dir.path().join(rws_lab::cifar::TEST_FILE);
+    let good = std::fs::read(&test).unwrap();
+    std::fs::write(&test, &good[..good.len() - 5]).unwrap();
+    let e = rws_lab::data::open_split("cifar10", Some(dir.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("test_batch.bin") && e.contains("record 1: truncated (3068 of 3073 bytes"),
+        "{e}"
+    );
+    let mut bad = good.clone();
+    bad[3073] = 12;
+    std::fs::write(&test, &bad).unwrap();
+    let e = rws_lab::data::open_split("cifar10", Some(dir.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("record 1: label: 12 is not a class"), "{e}");
+    std::fs::remove_file(dir.path().join("data_batch_3.bin")).unwrap();
+    let e = rws_lab::data::open_split("cifar10", Some(dir.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("data_batch_3.bin"), "{e}");
+    let e = rws_lab::data::open_split("cifar10", None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--data DIR"), "{e}");
+    let e = rws_lab::data::open_split("imagenet", None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cifar10"), "{e}");
+}

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use rws_lab::corrupt::{Corruption, Preset};
-use rws_lab::data::{self, Kind};
+use rws_lab::data;
 use rws_lab::eval::Classifier;
 use rws_runtime::onnx::OnnxModel;
 use rws_signature::manifest::Manifest;
@@ -42,9 +42,12 @@ pub struct Args {
     /// "All Models" and "Data Augmentation" columns.
     #[arg(long)]
     pub models: Option<PathBuf>,
-    /// Dataset: mnist-5k or digits.
+    /// Dataset: mnist-5k, digits, or cifar10 (with --data DIR).
     #[arg(long, default_value = "mnist-5k")]
     pub dataset: String,
+    /// Dataset file (default: the committed copy under data/), or CIFAR-10's directory.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Corruption severity of the test images.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub severity: u8,
@@ -90,8 +93,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     let preset: Preset = args.preset.parse()?;
     let manifest = Manifest::load(args.signatures.join("manifest.json"))?;
-    let kind: Kind = args.dataset.parse().map_err(anyhow::Error::msg)?;
-    let mut test = data::load(kind, data::default_path(kind))?.split().test;
+    let mut test = data::open_split(&args.dataset, args.data.as_deref())?.test;
     if let Some(n) = args.limit {
         test = test.spread(n);
     }

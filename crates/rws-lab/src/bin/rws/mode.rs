@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use rws_lab::corrupt::Preset;
-use rws_lab::data::{self, Kind};
+use rws_lab::data;
 use rws_lab::experiments::{self, compose, cross, plot, sweep, Lab};
 
 use crate::eval::{Args, Mode};
@@ -19,8 +19,7 @@ pub fn command_line() -> String {
 
 fn open(args: &Args) -> Result<Lab> {
     let preset: Preset = args.preset.parse()?;
-    let kind: Kind = args.dataset.parse().map_err(anyhow::Error::msg)?;
-    let mut test = data::load(kind, data::default_path(kind))?.split().test;
+    let mut test = data::open_split(&args.dataset, args.data.as_deref())?.test;
     if let Some(n) = args.limit {
         test = test.spread(n);
     }

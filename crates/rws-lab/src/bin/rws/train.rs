@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use rws_lab::arch::{Arch, Weights};
 use rws_lab::corrupt::{Corruption, Preset};
-use rws_lab::data::{self, Kind};
+use rws_lab::data;
 use rws_lab::train::{train, Augment, Net, Schedule};
 use rws_runtime::onnx::OnnxModel;
 use rws_signature::manifest::{checksum, Manifest, ModelEntry, SignatureEntry};
@@ -30,10 +30,11 @@ pub struct Args {
     /// Architecture: demo (small VGG, CPU) or vgg16 (for a CUDA host).
     #[arg(long, default_value = "demo")]
     arch: String,
-    /// Dataset: mnist-5k or digits.
+    /// Dataset: mnist-5k, digits, or cifar10 (with --data DIR).
     #[arg(long, default_value = "mnist-5k")]
     dataset: String,
-    /// Dataset file (default: the committed copy under data/).
+    /// Dataset file (default: the committed copy under data/), or CIFAR-10's directory of
+    /// data_batch_*.bin and test_batch.bin.
     #[arg(long)]
     data: Option<PathBuf>,
     /// θ0 to start from (standard, robust, augment).
@@ -145,12 +146,7 @@ impl Ctx {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let arch = Arch::by_name(&args.arch)
         .with_context(|| format!("unknown --arch '{}' (demo, vgg16)", args.arch))?;
-    let kind: Kind = args.dataset.parse().map_err(anyhow::Error::msg)?;
-    let path = args
-        .data
-        .clone()
-        .unwrap_or_else(|| data::default_path(kind));
-    let split = data::load(kind, &path)?.split();
+    let split = data::open_split(&args.dataset, args.data.as_deref())?;
     let preset: Preset = args.preset.parse()?;
     let ctx = Ctx {
         arch,
