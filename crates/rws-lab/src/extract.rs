@@ -81,6 +81,14 @@ pub struct Selected {
 const WEIGHT_OPS: [&str; 4] = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
 
 /// Chooses the tensors to extract from `model` (normally θ0).
+/// How many weight-bearing layers (the K of [`Selection::Layers`]) `model` has in all.
+pub fn weight_layers(model: &OnnxModel) -> Result<usize, ExtractError> {
+    Ok(select(model, &Selection::Layers(usize::MAX))?
+        .iter()
+        .filter(|s| s.role == Role::Weight)
+        .count())
+}
+
 pub fn select(model: &OnnxModel, selection: &Selection) -> Result<Vec<Selected>, ExtractError> {
     let inits = model.initializers()?;
     let floats: HashMap<&str, &[usize]> = inits

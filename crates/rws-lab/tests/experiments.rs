@@ -353,3 +353,73 @@ fn layers_and_similarity_are_deterministic_and_match_the_committed_results() {
         );
     }
 }
+
+/// A models directory in the layout of `rws train --recipe demo` made from the shipped set: θ0
+/// and θstd are the clean model, each robust model is the clean model with its signature at α = 1
+/// (so extracting again must give the shipped signatures back, up to quantization).
+fn models_from_the_shipped_set(dir: &Path) {
+    let sigs = repo().join("signatures");
+    let clean = rws_runtime::onnx::OnnxModel::open(sigs.join("clean.onnx")).unwrap();
+    std::fs::create_dir_all(dir.join("robust")).unwrap();
+    for name in ["theta0.onnx", "standard.onnx"] {
+        std::fs::write(dir.join(name), clean.to_bytes()).unwrap();
+    }
+    for c in rws_lab::corrupt::Corruption::ALL {
+        let sig =
+            rws_signature::SignatureFile::open(sigs.join(format!("{}.rws", c.name()))).unwrap();
+        let robust = rws_runtime::apply::patch_model(&clean, &[(&sig, 1.0)]).unwrap();
+        std::fs::write(
+            dir.join("robust").join(format!("{}.onnx", c.name())),
+            robust.to_bytes(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn storage_and_k_sweep_extract_again_and_measure_each_form() {
+    let dir = tempfile::tempdir().unwrap();
+    models_from_the_shipped_set(dir.path());
+    let models = dir.path().to_str().unwrap();
+    let args = [
+        "eval", "--mode", "storage", "--models", models, "--limit", "10", "--json",
+    ];
+    let first = ok(&args);
+    assert_eq!(first, ok(&args), "same subset, same JSON");
+    let s: rws_lab::experiments::storage::Storage = serde_json::from_str(&first).unwrap();
+    let labels: Vec<&str> = s.variants.iter().map(|v| v.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["k5-f32", "k5-f16", "k5-i8", "all-f32", "all-f16", "all-i8"]
+    );
+    let kb = |l: &str| {
+        s.variants
+            .iter()
+            .find(|v| v.label == l)
+            .unwrap()
+            .kb_per_signature
+    };
+    assert!(
+        kb("k5-i8") < kb("k5-f16") && kb("k5-f16") < kb("k5-f32"),
+        "{first}"
+    );
+    let k5 = &s.variants[0];
+    // The robust models differ from the clean one in the 5 signed convolutions only: K = 5 takes
+    // their 5 weights and 5 biases, the shipped signatures' 8,936 parameters.
+    assert_eq!((k5.layers, k5.parameters), (5, 8936));
+    assert!(s.variants.iter().all(|v| v.layers <= s.weight_layers));
+
+    let args = [
+        "eval", "--mode", "ksweep", "--models", models, "--limit", "10", "--json",
+    ];
+    let k: rws_lab::experiments::storage::Storage = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(k.experiment, "ksweep");
+    assert_eq!(k.variants.len(), k.weight_layers);
+    assert!(k
+        .variants
+        .windows(2)
+        .all(|w| w[0].parameters <= w[1].parameters));
+    let (code, _, err) = rws_on_demo(&["eval", "--mode", "storage"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--models DIR"), "{err}");
+}

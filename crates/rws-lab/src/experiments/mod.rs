@@ -14,6 +14,7 @@ pub mod calibrate;
 pub mod compose;
 pub mod cross;
 pub mod plot;
+pub mod storage;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};

@@ -20,10 +20,12 @@ use rws_signature::SignatureFile;
 /// --severity (seeded), and prints a Markdown table (or JSON). Other modes: `sweep` (RA per
 /// corruption over --alphas × --severities, the best α per severity; the paper's Fig. 7),
 /// `cross` (each signature on every corruption at --severity and --alpha; §2.3), `compose`
-/// (compound corruptions, two signatures over --alphas × --alphas; Fig. 8).
+/// (compound corruptions, two signatures over --alphas × --alphas; Fig. 8), `storage` (the
+/// signatures extracted again from the models in --models as K = 5 or all layers × f32, f16,
+/// int8; Table 1) and `ksweep` (K = 1 … all layers, int8; Fig. 6).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to measure: table, sweep, cross or compose.
+    /// What to measure: table, sweep, cross, compose, storage or ksweep.
     #[arg(long, value_enum, default_value_t = Mode::Table)]
     pub mode: Mode,
     /// α grid of sweep (default 0,0.25,…,2) and compose (default 0,0.5,1,1.5).
@@ -82,6 +84,8 @@ pub enum Mode {
     Sweep,
     Cross,
     Compose,
+    Storage,
+    Ksweep,
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use rws_lab::corrupt::Preset;
 use rws_lab::data;
-use rws_lab::experiments::{self, compose, cross, plot, sweep, Lab};
+use rws_lab::experiments::{self, compose, cross, plot, storage, sweep, Lab};
 
 use crate::eval::{Args, Mode};
 
@@ -27,15 +27,18 @@ fn open(args: &Args) -> Result<Lab> {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
+    if matches!(args.mode, Mode::Storage | Mode::Ksweep) {
+        return run_storage(args);
+    }
     if args.models.is_some() {
-        bail!("--models is for the table (--mode table)");
+        bail!("--models is for --mode table, storage and ksweep");
     }
     let lab = open(args)?;
     match args.mode {
         Mode::Sweep => run_sweep(args, &lab),
         Mode::Cross => run_cross(args, &lab),
         Mode::Compose => run_compose(args, &lab),
-        Mode::Table => unreachable!("the table is eval.rs"),
+        Mode::Table | Mode::Storage | Mode::Ksweep => unreachable!("dispatched above"),
     }
 }
 
@@ -175,6 +178,69 @@ fn run_compose(args: &Args, lab: &Lab) -> Result<ExitCode> {
             p.best.1,
             p.best_ra * 100.0,
             p.beats_both
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_storage(args: &Args) -> Result<ExitCode> {
+    let Some(models) = &args.models else {
+        bail!("--mode storage and ksweep extract the signatures again: give --models DIR (the directory of `rws train --recipe demo --out DIR`)");
+    };
+    if args.plot.is_some() {
+        bail!("--plot draws the figures of --mode sweep, cross and compose");
+    }
+    let preset: Preset = args.preset.parse()?;
+    let mut test = data::open_split(&args.dataset, args.data.as_deref())?.test;
+    if let Some(n) = args.limit {
+        test = test.spread(n);
+    }
+    let forms = if args.mode == Mode::Storage {
+        storage::table1_forms()
+    } else {
+        storage::k_forms(storage::weight_layers(models)?)
+    };
+    let run = storage::Run {
+        models,
+        test: &test,
+        preset,
+        seed: experiments::SEED,
+        severity: args.severity,
+        alpha: args.alpha,
+        dataset: &args.dataset,
+    };
+    let bar = rws_lab::progress::bar(forms.len() as u64, "variants");
+    let mut s = storage::run(&run, &forms, &bar)?;
+    bar.finish_and_clear();
+    if args.mode == Mode::Ksweep {
+        s.experiment = "ksweep".into();
+    }
+    if args.json {
+        print_json(&s)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "Clean model: TA {:.1} %, mean RA {:.1} % (severity {}, {} images); signatures at α = {}:\n",
+        s.ta_clean * 100.0,
+        s.mean_ra_clean * 100.0,
+        s.severity,
+        s.provenance.images,
+        s.alpha
+    )?;
+    outln!("| variant | layers | dtype | kB per signature | parameters | worst quant. error | mean TA | mean RA |")?;
+    outln!("|---|---:|---|---:|---:|---:|---:|---:|")?;
+    for v in &s.variants {
+        outln!(
+            "| {} | {}{} | {} | {:.1} | {} | {:.1e} | {:.1} | {:.1} |",
+            v.label,
+            v.layers,
+            if v.all_layers { " (all)" } else { "" },
+            v.dtype,
+            v.kb_per_signature,
+            v.parameters,
+            v.worst_rel_quant_error,
+            v.mean_ta * 100.0,
+            v.mean_ra * 100.0
         )?;
     }
     Ok(ExitCode::SUCCESS)
