@@ -9,6 +9,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::anatomy::{Layers, Similarity};
 use super::compose::Compose;
 use super::cross::Cross;
+use super::storage::Storage;
 use super::sweep::Sweep;
 use super::ExperimentError;
 
@@ -406,6 +407,74 @@ pub fn similarity(s: &Similarity) -> Result<String, ExperimentError> {
                 (diverging(v), format!("{:.2}", v))
             },
         )?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Fig. 6: mean RA and TA against the number of patched layers K.
+pub fn ksweep(k: &Storage) -> Result<String, ExperimentError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let n = k.variants.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Patching the shallowest K layers", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.5f64..n as f64 + 0.5, 0f64..100f64)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|v| format!("{}", v.round()))
+            .x_desc("K (weight layers patched, shallowest first)")
+            .y_desc("accuracy (%)")
+            .draw()
+            .map_err(plot_err)?;
+        let lines: [(&str, RGBColor, Vec<f64>); 3] = [
+            (
+                "mean RA with the signature",
+                PALETTE[1],
+                k.variants.iter().map(|v| v.mean_ra).collect(),
+            ),
+            (
+                "mean TA with the signature",
+                PALETTE[2],
+                k.variants.iter().map(|v| v.mean_ta).collect(),
+            ),
+            (
+                "mean RA of the clean model",
+                PALETTE[5],
+                vec![k.mean_ra_clean; n],
+            ),
+        ];
+        for (name, color, v) in lines {
+            let points: Vec<(f64, f64)> = v
+                .iter()
+                .enumerate()
+                .map(|(i, &y)| ((i + 1) as f64, y * 100.0))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)

@@ -34,7 +34,7 @@ pub struct Args {
     /// Severities of sweep (default 1,2,3,4,5).
     #[arg(long, value_delimiter = ',')]
     pub severities: Vec<u8>,
-    /// Also draw the mode's figure into this SVG file (sweep, cross, compose).
+    /// Also draw the mode's figure into this SVG file (sweep, cross, compose, ksweep).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Directory with manifest.json, the clean model and the signatures.
@@ -93,7 +93,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         return crate::mode::run(args);
     }
     if args.plot.is_some() {
-        anyhow::bail!("--plot draws the figures of --mode sweep, cross and compose");
+        anyhow::bail!("--plot draws the figures of --mode sweep, cross, compose and ksweep");
     }
     let preset: Preset = args.preset.parse()?;
     let manifest = Manifest::load(args.signatures.join("manifest.json"))?;

@@ -187,8 +187,8 @@ fn run_storage(args: &Args) -> Result<ExitCode> {
     let Some(models) = &args.models else {
         bail!("--mode storage and ksweep extract the signatures again: give --models DIR (the directory of `rws train --recipe demo --out DIR`)");
     };
-    if args.plot.is_some() {
-        bail!("--plot draws the figures of --mode sweep, cross and compose");
+    if args.plot.is_some() && args.mode == Mode::Storage {
+        bail!("--mode storage prints a table; --plot draws sweep, cross, compose and ksweep");
     }
     let preset: Preset = args.preset.parse()?;
     let mut test = data::open_split(&args.dataset, args.data.as_deref())?.test;
@@ -214,6 +214,7 @@ fn run_storage(args: &Args) -> Result<ExitCode> {
     bar.finish_and_clear();
     if args.mode == Mode::Ksweep {
         s.experiment = "ksweep".into();
+        write_plot(args, || plot::ksweep(&s))?;
     }
     if args.json {
         print_json(&s)?;

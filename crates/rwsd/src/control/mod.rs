@@ -5,23 +5,26 @@
 //! Bounds, so no client can take the socket down or make the daemon grow: a request is at most
 //! [`MAX_REQUEST`] bytes and must arrive within [`REQUEST_TIME`] in all (not per read), each
 //! connection is served on its own thread, and at most [`MAX_CLIENTS`] are served at once (more
-//! are answered "busy" and closed). The socket is created with mode 0660 so only the daemon's
-//! user and group can change coefficients.
+//! are answered "busy" and closed). The socket (its file is [`socket`]'s) has mode 0660, so only
+//! the daemon's user and group can change coefficients.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
 use crate::health::{supervise, Health};
 use crate::policy::Engine;
 use crate::protocol::{Request, Response, Status, MAX_REQUEST};
 use crate::source::Stop;
+
+mod socket;
+
+pub use socket::{claim, inspect, PathState};
 
 /// Connections served at once; one more is answered "busy".
 pub const MAX_CLIENTS: usize = 8;
@@ -77,87 +80,21 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // Unpublish first, by moving the socket to its private name: from here a client finds
-        // no socket (no daemon) rather than a file that refuses it while the loop winds down.
-        let private = private_name(&self.path);
-        let wake = if is_socket(&self.path) && std::fs::rename(&self.path, &private).is_ok() {
-            private.clone()
-        } else {
-            self.path.clone()
-        };
+        let wake = socket::unpublish(&self.path);
         self.stop.stop();
         // Wake the accept loop.
         let _ = UnixStream::connect(&wake);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        remove_socket(&wake);
-    }
-}
-
-/// Where the socket for `path` is bound and listens before it is published, and where it is
-/// moved when the server stops: beside `path`, named for this process.
-fn private_name(path: &Path) -> PathBuf {
-    path.with_file_name(format!(".rwsd-{}.sock", std::process::id()))
-}
-
-fn is_socket(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
-}
-
-/// Removes `path` only if it is a socket: a config naming a regular file must never delete it.
-fn remove_socket(path: &Path) {
-    if is_socket(path) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-/// What is at a socket path, looked at without touching it.
-#[derive(Debug, PartialEq, Eq)]
-pub enum PathState {
-    Free,
-    /// A socket nobody answers on (left by a killed daemon): it will be replaced.
-    Stale,
-    /// Another daemon answers there.
-    Listening,
-    /// Something that is not a socket: never replaced.
-    NotASocket,
-}
-
-/// Looks at `path` (`rwsd --check` and [`claim`] both use this).
-pub fn inspect(path: &Path) -> PathState {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return PathState::Free;
-    };
-    if !meta.file_type().is_socket() {
-        PathState::NotASocket
-    } else if UnixStream::connect(path).is_ok() {
-        PathState::Listening
-    } else {
-        PathState::Stale
-    }
-}
-
-/// Makes `path` free for binding: nothing there, or a stale socket nobody answers on (removed).
-/// Anything else is refused: another daemon listening, or a file that is not a socket.
-pub fn claim(path: &Path) -> Result<()> {
-    match inspect(path) {
-        PathState::Free => Ok(()),
-        PathState::NotASocket => bail!(
-            "{}: exists and is not a socket; refusing to replace it",
-            path.display()
-        ),
-        PathState::Listening => bail!("{}: another rwsd is listening there", path.display()),
-        PathState::Stale => {
-            std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))
-        }
+        socket::remove_socket(&wake);
     }
 }
 
 /// Binds `path` (replacing a stale socket) and serves requests on a supervised thread.
 pub fn serve(path: &Path, shared: Arc<Shared>, health: &Arc<Health>) -> Result<Server> {
     claim(path)?;
-    let listener = publish(path)?;
+    let listener = socket::publish(path)?;
     let stop = Stop::new();
     let s = stop.clone();
     let active = Arc::new(AtomicUsize::new(0));
@@ -169,30 +106,6 @@ pub fn serve(path: &Path, shared: Arc<Shared>, health: &Arc<Health>) -> Result<S
         stop,
         thread: Some(thread),
     })
-}
-
-/// Binds a listening socket that appears at `path` only once it accepts connections, with
-/// its final mode. `bind(2)` creates the file before `listen(2)`, and in between a client is
-/// refused and another starting daemon would take the socket for stale and remove it; so the
-/// socket is bound under a private name beside `path` and hard-linked into place, which also
-/// fails (rather than replaces) if another daemon got there first.
-fn publish(path: &Path) -> Result<UnixListener> {
-    let private = private_name(path);
-    remove_socket(&private);
-    let listener = UnixListener::bind(&private)
-        .with_context(|| format!("binding {} (for {})", private.display(), path.display()))?;
-    let placed = std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("chmod {}", private.display()))
-        .and_then(|()| {
-            std::fs::hard_link(&private, path).with_context(|| {
-                format!(
-                    "placing the socket at {} (another rwsd may have claimed it)",
-                    path.display()
-                )
-            })
-        });
-    remove_socket(&private);
-    placed.map(|()| listener)
 }
 
 /// A taken client slot, given back when the client's thread ends (even by a panic).
@@ -358,6 +271,7 @@ mod tests {
     use super::*;
     use crate::policy::{Curve, Map, Policy, Rule};
     use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
 
     fn shared() -> Arc<Shared> {
         let policy = Policy {
