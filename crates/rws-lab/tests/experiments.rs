@@ -423,3 +423,103 @@ fn storage_and_k_sweep_extract_again_and_measure_each_form() {
     assert_eq!(code, 2);
     assert!(err.contains("--models DIR"), "{err}");
 }
+
+/// The committed digits set (`tests/data/digits-set`, made from the MNIST-5k run's θ0; see
+/// docs/results/README.md) as the transfer target, the shipped MNIST-5k set as its source.
+#[test]
+fn transfer_is_deterministic_and_compares_the_two_sets_on_the_target() {
+    let target = repo().join("tests/data/digits-set");
+    let source = repo().join("signatures");
+    let args = [
+        "eval",
+        "--mode",
+        "transfer",
+        "--dataset",
+        "digits",
+        "--signatures",
+        target.to_str().unwrap(),
+        "--transfer-from",
+        source.to_str().unwrap(),
+        "--limit",
+        "20",
+        "--json",
+    ];
+    let run = || {
+        let (code, out, err) = rws(&args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let first = run();
+    assert_eq!(first, run(), "same subset, same JSON");
+    let t: rws_lab::experiments::transfer::Transfer = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        (t.source_dataset.as_str(), t.target_dataset.as_str()),
+        ("mnist-5k", "digits")
+    );
+    assert_eq!((t.provenance.images, t.rows.len()), (20, 19));
+    for r in &t.rows {
+        assert!([r.clean, r.in_domain, r.transfer]
+            .iter()
+            .all(|x| (0.0..=1.0).contains(x)));
+    }
+    let mean = |f: fn(&rws_lab::experiments::transfer::Row) -> f64| {
+        t.rows.iter().map(f).sum::<f64>() / 19.0
+    };
+    assert!((mean(|r| r.transfer) - t.mean_ra_transfer).abs() < 1e-12);
+    assert!((mean(|r| r.in_domain) - t.mean_ra_in_domain).abs() < 1e-12);
+
+    // The flag and the mode go together.
+    let (code, _, err) = rws_on_demo(&["eval", "--mode", "transfer"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--transfer-from"), "{err}");
+    let (code, _, err) = rws_on_demo(&["eval", "--transfer-from", "signatures"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--mode transfer"), "{err}");
+}
+
+/// table1.json, storage.json, ksweep.json and transfer.json: the full runs on the demo's trained
+/// models, with the fields scripts read.
+#[test]
+fn the_committed_tables_hold_their_contract() {
+    let json = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(repo().join("docs/results").join(name)).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let t = json("table1.json");
+    for field in [
+        "ta_clean",
+        "ta_rws_off",
+        "mean_ra_clean",
+        "mean_ra_rws",
+        "mean_ra_all_models",
+    ] {
+        let v = t[field].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "table1.json: {field} = {v}");
+    }
+    assert_eq!(t["ta_clean"], t["ta_rws_off"], "all signatures off = clean");
+    assert_eq!(t["images"], 1000);
+    assert!(t["command"].as_str().unwrap().starts_with("rws eval"));
+    let s: rws_lab::experiments::storage::Storage =
+        serde_json::from_value(json("storage.json")).unwrap();
+    assert_eq!(s.variants.len(), 6);
+    let k: rws_lab::experiments::storage::Storage =
+        serde_json::from_value(json("ksweep.json")).unwrap();
+    assert_eq!(
+        (k.experiment.as_str(), k.variants.len()),
+        ("ksweep", k.weight_layers)
+    );
+    let x: rws_lab::experiments::transfer::Transfer =
+        serde_json::from_value(json("transfer.json")).unwrap();
+    assert_eq!(x.rows.len(), 19);
+    for name in ["storage.json", "ksweep.json", "transfer.json"] {
+        assert!(json(name)["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("rws eval --mode"));
+    }
+    assert!(
+        std::fs::read_to_string(repo().join("docs/results/ksweep.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+}

@@ -1,6 +1,7 @@
 //! The paper's experiments on a shipped signature set, as data: the α × severity sweep (Fig. 7),
 //! the cross-corruption matrix (§2.3: a signature on corruptions it was not made for) and
-//! compound corruptions (Fig. 8). Each returns a serializable result that `rws eval --mode …
+//! compound corruptions (Fig. 8), and [`storage`] (Table 1, Fig. 6) and [`transfer`] (Table 3)
+//! on the trained models or another dataset's set. Each returns a serializable result that `rws eval --mode …
 //! --json` prints, [`plot`] draws and [`calibrate`] turns into policy curves.
 //!
 //! [`anatomy`] reads the signatures themselves (Fig. 2's per-layer norms, Fig. 4's similarity).
@@ -16,6 +17,7 @@ pub mod cross;
 pub mod plot;
 pub mod storage;
 pub mod sweep;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 

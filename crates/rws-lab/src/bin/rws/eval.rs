@@ -22,10 +22,12 @@ use rws_signature::SignatureFile;
 /// `cross` (each signature on every corruption at --severity and --alpha; §2.3), `compose`
 /// (compound corruptions, two signatures over --alphas × --alphas; Fig. 8), `storage` (the
 /// signatures extracted again from the models in --models as K = 5 or all layers × f32, f16,
-/// int8; Table 1) and `ksweep` (K = 1 … all layers, int8; Fig. 6).
+/// int8; Table 1), `ksweep` (K = 1 … all layers, int8; Fig. 6) and `transfer` (the signatures
+/// of --transfer-from, extracted on another dataset, on the clean model of --signatures, against
+/// its own signatures; Table 3).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to measure: table, sweep, cross, compose, storage or ksweep.
+    /// What to measure: table, sweep, cross, compose, storage, ksweep or transfer.
     #[arg(long, value_enum, default_value_t = Mode::Table)]
     pub mode: Mode,
     /// α grid of sweep (default 0,0.25,…,2) and compose (default 0,0.5,1,1.5).
@@ -40,6 +42,10 @@ pub struct Args {
     /// Directory with manifest.json, the clean model and the signatures.
     #[arg(long, default_value = "signatures")]
     pub signatures: PathBuf,
+    /// transfer: the signature set extracted on the other (source) dataset; --signatures is
+    /// then the target set, whose clean model and own signatures it is compared on.
+    #[arg(long)]
+    pub transfer_from: Option<PathBuf>,
     /// Directory of `rws train --recipe demo` (robust/<name>.onnx, augmented.onnx), for the
     /// "All Models" and "Data Augmentation" columns.
     #[arg(long)]
@@ -86,11 +92,15 @@ pub enum Mode {
     Compose,
     Storage,
     Ksweep,
+    Transfer,
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     if args.mode != Mode::Table {
         return crate::mode::run(args);
+    }
+    if args.transfer_from.is_some() {
+        anyhow::bail!("--transfer-from is for --mode transfer");
     }
     if args.plot.is_some() {
         anyhow::bail!("--plot draws the figures of --mode sweep, cross, compose and ksweep");

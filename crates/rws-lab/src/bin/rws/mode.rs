@@ -1,4 +1,4 @@
-//! `rws eval --mode sweep|cross|compose`: opens the signature set and the test split as
+//! `rws eval --mode sweep|cross|compose|storage|ksweep|transfer`: opens the signature set and the test split as
 //! `rws eval` does, runs the experiment of [`rws_lab::experiments`], prints JSON (`--json`) or a
 //! short table, and draws the figure (`--plot`).
 
@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use rws_lab::corrupt::Preset;
 use rws_lab::data;
-use rws_lab::experiments::{self, compose, cross, plot, storage, sweep, Lab};
+use rws_lab::experiments::{self, compose, cross, plot, storage, sweep, transfer, Lab};
+use rws_signature::manifest::Manifest;
 
 use crate::eval::{Args, Mode};
 
@@ -27,6 +28,9 @@ fn open(args: &Args) -> Result<Lab> {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
+    if args.transfer_from.is_some() != (args.mode == Mode::Transfer) {
+        bail!("--mode transfer needs --transfer-from DIR (the source set), and only it takes one");
+    }
     if matches!(args.mode, Mode::Storage | Mode::Ksweep) {
         return run_storage(args);
     }
@@ -38,6 +42,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         Mode::Sweep => run_sweep(args, &lab),
         Mode::Cross => run_cross(args, &lab),
         Mode::Compose => run_compose(args, &lab),
+        Mode::Transfer => run_transfer(args, &lab),
         Mode::Table | Mode::Storage | Mode::Ksweep => unreachable!("dispatched above"),
     }
 }
@@ -242,6 +247,64 @@ fn run_storage(args: &Args) -> Result<ExitCode> {
             v.worst_rel_quant_error,
             v.mean_ta * 100.0,
             v.mean_ra * 100.0
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_transfer(args: &Args, lab: &Lab) -> Result<ExitCode> {
+    let Some(source_dir) = &args.transfer_from else {
+        bail!("--mode transfer needs --transfer-from DIR");
+    };
+    if args.plot.is_some() {
+        bail!("--mode transfer prints a table; --plot draws sweep, cross, compose and ksweep");
+    }
+    let dataset_of = |dir: &std::path::Path| -> Result<String> {
+        Ok(Manifest::load(dir.join("manifest.json"))?.model.dataset)
+    };
+    let (_, source) = experiments::open_set(source_dir)?;
+    let (source_name, target_name) = (dataset_of(source_dir)?, dataset_of(&args.signatures)?);
+    let bar = rws_lab::progress::bar(lab.signatures.len() as u64, "transfer");
+    let datasets = transfer::Datasets {
+        source: &source_name,
+        target: &target_name,
+    };
+    let t = transfer::run(lab, &source, datasets, args.severity, args.alpha, &bar)?;
+    bar.finish_and_clear();
+    if args.json {
+        print_json(&t)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "Signatures of {} on the {} model, severity {}, α = {}, {} images; RA (%):\n",
+        t.source_dataset,
+        t.target_dataset,
+        t.severity,
+        t.alpha,
+        t.provenance.images
+    )?;
+    outln!("| corruption | group | clean | own signature | transferred |")?;
+    outln!("|---|---|---:|---:|---:|")?;
+    for r in &t.rows {
+        outln!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} |",
+            r.corruption,
+            r.group,
+            r.clean * 100.0,
+            r.in_domain * 100.0,
+            r.transfer * 100.0
+        )?;
+    }
+    outln!(
+        "| **mean** | | **{:.1}** | **{:.1}** | **{:.1}** |",
+        t.mean_ra_clean * 100.0,
+        t.mean_ra_in_domain * 100.0,
+        t.mean_ra_transfer * 100.0
+    )?;
+    if let Some(share) = t.transfer_share {
+        outln!(
+            "\nTransfer keeps {:.0} % of the in-domain gain.",
+            share * 100.0
         )?;
     }
     Ok(ExitCode::SUCCESS)

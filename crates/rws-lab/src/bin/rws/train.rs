@@ -37,7 +37,9 @@ pub struct Args {
     /// data_batch_*.bin and test_batch.bin.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// θ0 to start from (standard, robust, augment).
+    /// θ0 to start from (standard, robust, augment). With demo: the anchor, e.g. the θ0 of a run
+    /// on another dataset (the paper's pretrained init), used instead of training θ0 from scratch;
+    /// that is how the transfer experiment's target set is made.
     #[arg(long)]
     from: Option<PathBuf>,
     /// Corruption for the robust recipe.
@@ -197,15 +199,25 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
     let out = &args.out;
     std::fs::create_dir_all(out.join("robust"))?;
     let seed = ctx.args_seed;
-    eprintln!("θ0: training from scratch");
-    let theta0 = ctx.run(
-        "θ0",
-        &ctx.arch.init(seed),
-        Augment::Clean,
-        args.init_epochs,
-        2e-3,
-        seed,
-    )?;
+    let theta0 = match &args.from {
+        // A shared anchor from elsewhere: θstd and every θc start from it, as in the paper's
+        // transfer setting (both datasets' models fine-tuned from one pretrained network).
+        Some(anchor) => {
+            eprintln!("θ0: the anchor {}", anchor.display());
+            ctx.load(anchor)?
+        }
+        None => {
+            eprintln!("θ0: training from scratch");
+            ctx.run(
+                "θ0",
+                &ctx.arch.init(seed),
+                Augment::Clean,
+                args.init_epochs,
+                2e-3,
+                seed,
+            )?
+        }
+    };
     ctx.save(&theta0, &out.join("theta0.onnx"))?;
     // θstd and every θc share the data-order seed, so their deltas differ by what the data
     // differs in, which is what the projection isolates.
