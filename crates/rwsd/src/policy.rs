@@ -341,10 +341,11 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fog_policy() -> Policy {
+    /// One fog rule on visibility (1000 m → α 0, 200 m → α 1); also the control tests' policy.
+    pub(crate) fn fog_policy() -> Policy {
         Policy {
             rules: vec![Rule {
                 signature: "fog".into(),

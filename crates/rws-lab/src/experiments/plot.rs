@@ -2,6 +2,7 @@
 //! rasterizer: text is left to the viewer). Each function returns the SVG text, so the files are
 //! a pure function of the results they draw.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -15,6 +16,49 @@ use super::ExperimentError;
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> ExperimentError {
     ExperimentError::Invalid(format!("drawing the figure: {e:?}"))
+}
+
+/// A chart on f64 × f64 axes, as every line figure here draws.
+type LineChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One labelled line through `points` with a dot of `radius` at each point.
+fn dotted_line(
+    chart: &mut LineChart<'_, '_>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    (width, radius): (u32, i32),
+    label: impl Into<String>,
+) -> Result<(), ExperimentError> {
+    chart
+        .draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))
+        .map_err(plot_err)?
+        .label(label)
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
+        });
+    chart
+        .draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, radius, color.filled())),
+        )
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// The legend of the labelled lines, boxed on a translucent white ground.
+fn legend<'a, 'b: 'a>(
+    chart: &mut LineChart<'a, 'b>,
+    at: SeriesLabelPosition,
+) -> Result<(), ExperimentError> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)
 }
 
 /// One colour per line, distinguishable in print.
@@ -42,7 +86,7 @@ pub fn sweep(s: &Sweep) -> Result<String, ExperimentError> {
 }
 
 fn sweep_curves(area: &DrawingArea<SVGBackend, Shift>, s: &Sweep) -> Result<(), ExperimentError> {
-    let amax = s.alphas.last().copied().unwrap_or(1.0).max(0.25);
+    let amax = f64::from(s.alphas.last().copied().unwrap_or(1.0).max(0.25));
     let mut chart = ChartBuilder::on(area)
         .caption(
             "Mean robust accuracy over 19 corruptions vs α",
@@ -51,7 +95,7 @@ fn sweep_curves(area: &DrawingArea<SVGBackend, Shift>, s: &Sweep) -> Result<(), 
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f32..amax, 0f64..100f64)
+        .build_cartesian_2d(0f64..amax, 0f64..100f64)
         .map_err(plot_err)?;
     chart
         .configure_mesh()
@@ -61,30 +105,15 @@ fn sweep_curves(area: &DrawingArea<SVGBackend, Shift>, s: &Sweep) -> Result<(), 
         .map_err(plot_err)?;
     for (k, (sev, ra)) in s.severities.iter().zip(&s.mean_ra).enumerate() {
         let color = PALETTE[k % PALETTE.len()];
-        let points: Vec<(f32, f64)> = s
+        let points: Vec<(f64, f64)> = s
             .alphas
             .iter()
             .zip(ra)
-            .map(|(&a, &r)| (a, r * 100.0))
+            .map(|(&a, &r)| (f64::from(a), r * 100.0))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(format!("severity {sev}"))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(plot_err)?;
+        dotted_line(&mut chart, points, color, (2, 3), format!("severity {sev}"))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -122,24 +151,9 @@ fn sweep_best(area: &DrawingArea<SVGBackend, Shift>, s: &Sweep) -> Result<(), Ex
             .zip(&v)
             .map(|(&x, &y)| (f64::from(x), y))
             .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-            .map_err(plot_err)?;
+        dotted_line(&mut chart, points, color, (2, 4), name)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_err)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -357,23 +371,14 @@ pub fn layers(l: &Layers) -> Result<String, ExperimentError> {
             .enumerate()
             .map(|(i, &v)| ((i + 1) as f64, v))
             .collect();
-        chart
-            .draw_series(LineSeries::new(mean.clone(), PALETTE[1].stroke_width(3)))
-            .map_err(plot_err)?
-            .label("mean over the signatures")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], PALETTE[1].stroke_width(3))
-            });
-        chart
-            .draw_series(mean.iter().map(|&p| Circle::new(p, 4, PALETTE[1].filled())))
-            .map_err(plot_err)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_err)?;
+        dotted_line(
+            &mut chart,
+            mean,
+            PALETTE[1],
+            (3, 4),
+            "mean over the signatures",
+        )?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)
@@ -457,24 +462,9 @@ pub fn ksweep(k: &Storage) -> Result<String, ExperimentError> {
                 .enumerate()
                 .map(|(i, &y)| ((i + 1) as f64, y * 100.0))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(plot_err)?;
+            dotted_line(&mut chart, points, color, (2, 3), name)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_err)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)

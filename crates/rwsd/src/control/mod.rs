@@ -269,24 +269,11 @@ fn answer(r: &Request, shared: &Shared) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Curve, Map, Policy, Rule};
     use std::io::BufRead;
     use std::os::unix::fs::PermissionsExt;
 
     fn shared() -> Arc<Shared> {
-        let policy = Policy {
-            rules: vec![Rule {
-                signature: "fog".into(),
-                signal: "visibility_m".into(),
-                map: Map::Curve(Curve::new(vec![(1000.0, 0.0), (200.0, 1.0)]).unwrap()),
-                alpha: 1.0,
-                and: None,
-            }],
-            max_total_alpha: 1.5,
-            ramp_per_s: 0.5,
-            hysteresis: 0.05,
-            overrides: Default::default(),
-        };
+        let policy = crate::policy::tests::fog_policy();
         Arc::new(Shared::new(Engine::new(policy, vec![])))
     }
 
