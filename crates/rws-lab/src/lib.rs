@@ -10,6 +10,7 @@
 //! - [`eval`]: accuracy of an ONNX classifier, clean and corrupted;
 //! - [`experiments`]: the paper's sweeps and matrices on a signature set, their plots, and the
 //!   policy curves calibrated from them;
+//! - [`oracle`]: training the camera-only oracle's head (`rws oracle train`);
 //! - [`progress`]: progress bars on stderr for the long commands;
 //! - [`bench`]: timings of the patch kernel and the runtime against their baselines.
 //!
@@ -24,6 +25,7 @@ pub mod data;
 pub mod eval;
 pub mod experiments;
 pub mod extract;
+pub mod oracle;
 pub mod progress;
 #[cfg(feature = "train")]
 pub mod train;

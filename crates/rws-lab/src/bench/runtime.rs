@@ -415,6 +415,7 @@ pub fn make_synthetic(arch: &crate::arch::Arch, dir: &Path, seed: u64) -> Result
             sha256: None,
         },
         signatures: Vec::new(),
+        oracle: None,
     };
     for c in crate::corrupt::Corruption::ALL {
         let tensors = super::random_tensors(&layers, &mut rng);

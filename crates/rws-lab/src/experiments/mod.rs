@@ -4,6 +4,8 @@
 //! on the trained models or another dataset's set. Each returns a serializable result that `rws eval --mode …
 //! --json` prints, [`plot`] draws and [`calibrate`] turns into policy curves.
 //!
+//! [`oracle`] measures the camera-only oracle (`rws eval --oracle`) against the perfect one.
+//!
 //! [`anatomy`] reads the signatures themselves (Fig. 2's per-layer norms, Fig. 4's similarity).
 //!
 //! Everything is deterministic: the test split is fixed, image `i` is corrupted with seed
@@ -14,6 +16,7 @@ pub mod anatomy;
 pub mod calibrate;
 pub mod compose;
 pub mod cross;
+pub mod oracle;
 pub mod plot;
 pub mod storage;
 pub mod sweep;

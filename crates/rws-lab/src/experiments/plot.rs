@@ -469,3 +469,41 @@ pub fn ksweep(k: &Storage) -> Result<String, ExperimentError> {
     }
     Ok(svg)
 }
+
+/// `rws eval --oracle`: the oracle's confusion matrix (true class × predicted class), each row
+/// as a share of its frames (clean test frames, corrupted ones at severities 3–5).
+pub fn confusion(e: &super::oracle::OracleEval) -> Result<String, ExperimentError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 880)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let names: Vec<String> = e
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n} {i}"))
+            .collect();
+        let numbers: Vec<String> = (0..e.classes.len()).map(|i| i.to_string()).collect();
+        let share = |i: usize, j: usize| {
+            let total: u32 = e.confusion[i].iter().sum();
+            f64::from(e.confusion[i][j]) / f64::from(total.max(1))
+        };
+        grid(
+            &root,
+            &format!(
+                "Oracle: predicted class per true class (% of frames; severities 3-5), group accuracy {:.1} %",
+                e.group_accuracy * 100.0
+            ),
+            &names,
+            &numbers,
+            ("predicted class (numbered as the rows)", "true class"),
+            &|i, j| {
+                let s = share(i, j);
+                let text = if s >= 0.005 { format!("{:.0}", s * 100.0) } else { String::new() };
+                (sequential(s), text)
+            },
+        )?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}

@@ -40,11 +40,25 @@ pub struct SignatureEntry {
     pub sha256: Option<String>,
 }
 
+/// The camera-only oracle's head (`oracle.rwo`, crate rws-oracle) trained for this set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OracleEntry {
+    pub file: String,
+    pub crc32c: String,
+    pub bytes: u64,
+    /// SHA-256 of the file, 64 hex digits (signed sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
 /// The whole manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub model: ModelEntry,
     pub signatures: Vec<SignatureEntry>,
+    /// The set's oracle head, when one was trained (`rws oracle train`); older manifests have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oracle: Option<OracleEntry>,
 }
 
 /// A manifest could not be read, or a file does not match it.
@@ -289,6 +303,21 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(o) = &m.oracle {
+            if parse_crc(&o.crc32c).is_none() {
+                return Err(err(path, "oracle.crc32c", "must be 8 hex digits"));
+            }
+            if o.sha256.as_deref().is_some_and(|t| parse_sha256(t).is_none()) {
+                return Err(err(path, "oracle.sha256", "must be 64 hex digits"));
+            }
+            if !plain_file_name(&o.file) {
+                return Err(err(
+                    path,
+                    "oracle.file",
+                    "must be a file name in the manifest's directory",
+                ));
+            }
+        }
         Ok(m)
     }
 
@@ -326,14 +355,29 @@ impl Manifest {
         }
     }
 
+    /// What the manifest says of the oracle head file, if it lists one.
+    pub fn oracle_expected(&self) -> Option<Expected> {
+        self.oracle.as_ref().map(|o| Expected {
+            crc32c: parse_crc(&o.crc32c).unwrap_or_default(),
+            bytes: Some(o.bytes),
+            sha256: o.sha256.as_deref().and_then(parse_sha256),
+            by: "the manifest".into(),
+        })
+    }
+
     /// Whether every file the manifest lists carries a SHA-256 (what a signature must cover
     /// for it to protect the files and not only the manifest); else the first field without.
     pub fn missing_digest(&self) -> Option<String> {
         if self.model.sha256.is_none() {
             return Some("model.sha256".into());
         }
-        let i = self.signatures.iter().position(|s| s.sha256.is_none())?;
-        Some(format!("signatures[{i}].sha256"))
+        if let Some(i) = self.signatures.iter().position(|s| s.sha256.is_none()) {
+            return Some(format!("signatures[{i}].sha256"));
+        }
+        self.oracle
+            .as_ref()
+            .is_some_and(|o| o.sha256.is_none())
+            .then(|| "oracle.sha256".into())
     }
 
     /// Fills in the SHA-256 of every listed file (`dir` is the manifest's directory), after
@@ -341,10 +385,14 @@ impl Manifest {
     pub fn add_digests(&mut self, dir: &Path) -> Result<(), ManifestError> {
         let mut files: Vec<(&String, Expected, &mut Option<String>)> = Vec::new();
         let model_expected = self.model_expected();
+        let oracle_expected = self.oracle_expected();
         files.push((&self.model.file, model_expected, &mut self.model.sha256));
         for s in &mut self.signatures {
             let e = Self::signature_expected(s);
             files.push((&s.file, e, &mut s.sha256));
+        }
+        if let (Some(o), Some(e)) = (self.oracle.as_mut(), oracle_expected) {
+            files.push((&o.file, e, &mut o.sha256));
         }
         for (file, mut expected, slot) in files {
             let p = dir.join(file);
@@ -360,11 +408,14 @@ impl Manifest {
     /// manifest's directory (`rws verify`, tools; the daemon checks each file it uses as it
     /// reads it instead).
     pub fn verify_files(&self, dir: &Path) -> Result<(), ManifestError> {
-        let files = std::iter::once((&self.model.file, self.model_expected())).chain(
-            self.signatures
-                .iter()
-                .map(|s| (&s.file, Self::signature_expected(s))),
-        );
+        let oracle = self.oracle.as_ref().map(|o| &o.file).zip(self.oracle_expected());
+        let files = std::iter::once((&self.model.file, self.model_expected()))
+            .chain(
+                self.signatures
+                    .iter()
+                    .map(|s| (&s.file, Self::signature_expected(s))),
+            )
+            .chain(oracle);
         for (file, expected) in files {
             let p = dir.join(file);
             let (crc, len, sha) = stream(&p, expected.sha256.is_some())?;

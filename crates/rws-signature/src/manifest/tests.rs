@@ -26,6 +26,7 @@ fn manifest(dir: &Path) -> Manifest {
             bytes: sb,
             sha256: None,
         }],
+        oracle: None,
     }
 }
 
@@ -134,4 +135,35 @@ fn a_crc_preserving_forgery_passes_crc32c_and_fails_sha256() {
     let refused = e.check_bytes(p, &forged).unwrap_err();
     assert_eq!(refused.field, "sha256", "{refused}");
     assert!(refused.reason.contains("the manifest says"), "{refused}");
+}
+
+#[test]
+fn an_oracle_entry_is_checked_like_every_other_file() {
+    let dir = std::env::temp_dir().join(format!("rws-manifest-oracle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut m = manifest(&dir);
+    std::fs::write(dir.join("oracle.rwo"), b"head bytes").unwrap();
+    let (crc32c, bytes) = checksum(&dir.join("oracle.rwo")).unwrap();
+    m.oracle = Some(OracleEntry {
+        file: "oracle.rwo".into(),
+        crc32c,
+        bytes,
+        sha256: None,
+    });
+    m.verify_files(&dir).unwrap();
+    let text = serde_json::to_vec(&m).unwrap();
+    assert_eq!(Manifest::parse(Path::new("m.json"), &text).unwrap(), m);
+    assert_eq!(m.missing_digest().as_deref(), Some("model.sha256"));
+    m.add_digests(&dir).unwrap();
+    assert!(m.oracle.as_ref().unwrap().sha256.is_some());
+    assert_eq!(m.missing_digest(), None);
+    std::fs::write(dir.join("oracle.rwo"), b"head bytez").unwrap();
+    let e = m.verify_files(&dir).unwrap_err().to_string();
+    assert!(e.contains("oracle.rwo"), "{e}");
+    let mut bad = m.clone();
+    bad.oracle.as_mut().unwrap().file = "../oracle.rwo".into();
+    let text = serde_json::to_vec(&bad).unwrap();
+    let e = Manifest::parse(Path::new("m.json"), &text).unwrap_err();
+    assert_eq!(e.field, "oracle.file");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

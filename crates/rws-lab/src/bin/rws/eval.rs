@@ -71,6 +71,14 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure the camera-only oracle of the set (its manifest's `oracle` head) against the
+    /// perfect oracle, over --severities (default 1-5), with a stream test; --plot draws its
+    /// confusion matrix.
+    #[arg(long)]
+    pub oracle: bool,
+    /// --oracle: the probability at which the oracle engages its most probable corruption.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
 }
 
 #[derive(serde::Serialize)]
@@ -96,6 +104,9 @@ pub enum Mode {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
+    if args.oracle {
+        return crate::oracle::eval(args);
+    }
     if args.mode != Mode::Table {
         return crate::mode::run(args);
     }

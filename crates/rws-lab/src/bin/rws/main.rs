@@ -32,6 +32,7 @@ mod extract;
 mod inspect;
 mod mode;
 mod moved;
+mod oracle;
 mod patch;
 #[cfg(feature = "train")]
 mod train;
@@ -61,6 +62,7 @@ enum Command {
     Corrupt(corrupt::Args),
     Extract(extract::Args),
     Eval(eval::Args),
+    Oracle(oracle::Args),
     Patch(patch::Args),
     Sign(trust::SignArgs),
     Similarity(anatomy::SimilarityArgs),
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Corrupt(args) => corrupt::run(&args),
         Command::Extract(args) => extract::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Oracle(args) => oracle::run(&args),
         Command::Patch(args) => patch::run(&args),
         Command::Keygen(args) => trust::keygen(&args),
         Command::Layers(args) => anatomy::layers(&args),

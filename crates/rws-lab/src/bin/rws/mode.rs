@@ -18,7 +18,7 @@ pub fn command_line() -> String {
     format!("rws {}", args.join(" "))
 }
 
-fn open(args: &Args) -> Result<Lab> {
+pub fn open(args: &Args) -> Result<Lab> {
     let preset: Preset = args.preset.parse()?;
     let mut test = data::open_split(&args.dataset, args.data.as_deref())?.test;
     if let Some(n) = args.limit {
@@ -48,7 +48,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 }
 
 /// Writes the figure if `--plot` asked for one.
-fn write_plot(
+pub fn write_plot(
     args: &Args,
     svg: impl FnOnce() -> Result<String, experiments::ExperimentError>,
 ) -> Result<()> {
@@ -60,7 +60,7 @@ fn write_plot(
 }
 
 /// Prints `value` as one JSON object with the command line first.
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let mut v = serde_json::to_value(value)?;
     if let Some(map) = v.as_object_mut() {
         map.insert("command".into(), command_line().into());

@@ -287,6 +287,7 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
             sha256: None,
         },
         signatures: Vec::new(),
+        oracle: None,
     };
     for e in &done {
         let c: Corruption = e.name.parse()?;
