@@ -244,8 +244,8 @@ fn local(v: &View, y: usize, x: usize, l: &mut LocalSums) {
         dark = dark.min(r.min(g).min(b));
     }
     l.n += 1.0;
-    let mask = n[0] - 2.0 * n[1] + n[2] - 2.0 * n[3] + 4.0 * n[4] - 2.0 * n[5] + n[6] - 2.0 * n[7]
-        + n[8];
+    let mask =
+        n[0] - 2.0 * n[1] + n[2] - 2.0 * n[3] + 4.0 * n[4] - 2.0 * n[5] + n[6] - 2.0 * n[7] + n[8];
     let mask = f64::from(mask.abs());
     l.immerkaer += mask;
     let m = n.iter().sum::<f32>() / 9.0;
@@ -261,8 +261,8 @@ fn local(v: &View, y: usize, x: usize, l: &mut LocalSums) {
     l.lap2 += lap * lap;
     l.lap_abs += lap.abs();
     if y >= 2 && x >= 2 && y + 2 < v.h && x + 2 < v.w {
-        let wide = v.gray(y - 2, x) + v.gray(y + 2, x) + v.gray(y, x - 2) + v.gray(y, x + 2)
-            - 4.0 * n[4];
+        let wide =
+            v.gray(y - 2, x) + v.gray(y + 2, x) + v.gray(y, x - 2) + v.gray(y, x + 2) - 4.0 * n[4];
         l.lap_wide_abs += f64::from(wide.abs());
         l.wide_n += 1.0;
     }
@@ -272,7 +272,10 @@ fn local(v: &View, y: usize, x: usize, l: &mut LocalSums) {
     l.e[1] += d45 * d45;
     l.e[2] += dy * dy;
     l.e[3] += d135 * d135;
-    let (rx, ry) = (x as f64 - (v.w - 1) as f64 / 2.0, y as f64 - (v.h - 1) as f64 / 2.0);
+    let (rx, ry) = (
+        x as f64 - (v.w - 1) as f64 / 2.0,
+        y as f64 - (v.h - 1) as f64 / 2.0,
+    );
     let r = (rx * rx + ry * ry).sqrt();
     if r > 1.0 {
         let radial = (dx * rx + dy * ry) / r;
@@ -359,10 +362,9 @@ fn finish(p: &PixelSums, l: &LocalSums, contrast: f64) -> Features {
     let lap_mean = ratio(l.lap, l.n);
     let lap_var = (ratio(l.lap2, l.n) - lap_mean * lap_mean).max(0.0);
     let grad = ratio(l.e[0] + l.e[2], l.n);
-    let (emax, emin) = l
-        .e
-        .iter()
-        .fold((0f64, f64::INFINITY), |(a, b), &e| (a.max(e), b.min(e)));
+    let (emax, emin) =
+        l.e.iter()
+            .fold((0f64, f64::INFINITY), |(a, b), &e| (a.max(e), b.min(e)));
     let f = [
         mean,
         var.sqrt(),
@@ -404,8 +406,13 @@ mod tests {
         let mut img = Image::new(side, side);
         for y in 0..side {
             for x in 0..side {
-                let inside = (side / 4..3 * side / 4).contains(&y) && (side / 3..side / 2).contains(&x);
-                let g = if inside { 0.9 } else { 0.2 + 0.4 * x as f32 / side as f32 };
+                let inside =
+                    (side / 4..3 * side / 4).contains(&y) && (side / 3..side / 2).contains(&x);
+                let g = if inside {
+                    0.9
+                } else {
+                    0.2 + 0.4 * x as f32 / side as f32
+                };
                 let i = (y * side + x) * 3;
                 img.data[i..i + 3].copy_from_slice(&[g, g * 0.9, g * 0.8]);
             }
@@ -414,13 +421,27 @@ mod tests {
     }
 
     fn index(name: &str) -> usize {
-        NAMES.iter().position(|n| *n == name).expect("known feature")
+        NAMES
+            .iter()
+            .position(|n| *n == name)
+            .expect("known feature")
     }
 
     #[test]
     fn every_feature_is_finite_on_edge_cases() {
-        for img in [Image::new(0, 0), Image::new(1, 1), Image::new(2, 7), scene(32), scene(5)] {
-            assert!(extract(&img).iter().all(|f| f.is_finite()), "{}x{}", img.height, img.width);
+        for img in [
+            Image::new(0, 0),
+            Image::new(1, 1),
+            Image::new(2, 7),
+            scene(32),
+            scene(5),
+        ] {
+            assert!(
+                extract(&img).iter().all(|f| f.is_finite()),
+                "{}x{}",
+                img.height,
+                img.width
+            );
         }
         let mut nan = scene(16);
         nan.data[40] = f32::NAN;
@@ -443,7 +464,10 @@ mod tests {
             assert!(est > last, "σ {sigma}: {est} after {last}");
             // Immerkær's estimate is within a factor 1.5 of the truth on a smooth scene.
             let ratio = f64::from(est).exp() / f64::from(sigma);
-            assert!((0.6..1.5).contains(&ratio), "σ {sigma}: estimate/true {ratio}");
+            assert!(
+                (0.6..1.5).contains(&ratio),
+                "σ {sigma}: estimate/true {ratio}"
+            );
             last = est;
         }
     }

@@ -65,38 +65,73 @@ impl OracleFile {
     /// Reads and checks a head file.
     pub fn open(path: impl AsRef<Path>) -> Result<OracleFile, OracleError> {
         let path = path.as_ref();
+        OracleFile::parse(path, &OracleFile::read(path)?)
+    }
+
+    /// A head file's bytes, read whole after its length is checked against [`MAX_BYTES`] (for a
+    /// caller that checks them against a manifest before parsing them).
+    pub fn read(path: &Path) -> Result<Vec<u8>, OracleError> {
         let meta = std::fs::metadata(path).map_err(|e| err(path, "file", e.to_string()))?;
         if meta.len() > MAX_BYTES {
             return Err(err(
                 path,
                 "file",
-                format!("{} bytes, more than the {MAX_BYTES} a head can need", meta.len()),
+                format!(
+                    "{} bytes, more than the {MAX_BYTES} a head can need",
+                    meta.len()
+                ),
             ));
         }
-        let bytes = std::fs::read(path).map_err(|e| err(path, "file", e.to_string()))?;
-        OracleFile::parse(path, &bytes)
+        // Read through a bound as well: the file may grow between the look and the read.
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        std::fs::File::open(path)
+            .and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_BYTES + 1), &mut bytes)
+            })
+            .map_err(|e| err(path, "file", e.to_string()))?;
+        Ok(bytes)
     }
 
     /// Parses a head file's bytes (`path` is only named in errors).
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<OracleFile, OracleError> {
         if bytes.len() < FIXED + 4 {
-            return Err(err(path, "file", format!("{} bytes is too short for a head", bytes.len())));
+            return Err(err(
+                path,
+                "file",
+                format!("{} bytes is too short for a head", bytes.len()),
+            ));
         }
         if bytes.len() as u64 > MAX_BYTES {
             return Err(err(path, "file", "larger than any head"));
         }
         if &bytes[..8] != MAGIC {
-            return Err(err(path, "magic", "not an rws oracle head (expected RWSORACL)"));
+            return Err(err(
+                path,
+                "magic",
+                "not an rws oracle head (expected RWSORACL)",
+            ));
         }
         let (body, tail) = bytes.split_at(bytes.len() - 4);
         let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
         if crc32c::crc32c(body) != stored {
-            return Err(err(path, "crc32c", "checksum does not match: the file is damaged"));
+            return Err(err(
+                path,
+                "crc32c",
+                "checksum does not match: the file is damaged",
+            ));
         }
-        let mut r = Reader { path, bytes: body, at: 8 };
+        let mut r = Reader {
+            path,
+            bytes: body,
+            at: 8,
+        };
         let version = r.u16("version")?;
         if version != VERSION {
-            return Err(err(path, "version", format!("{version}, this reader knows {VERSION}")));
+            return Err(err(
+                path,
+                "version",
+                format!("{version}, this reader knows {VERSION}"),
+            ));
         }
         let fv = r.u16("feature_version")?;
         if fv != FEATURE_VERSION {
@@ -108,11 +143,19 @@ impl OracleFile {
         }
         let nf = usize::from(r.u16("features")?);
         if nf != N_FEATURES {
-            return Err(err(path, "features", format!("{nf}, expected {N_FEATURES}")));
+            return Err(err(
+                path,
+                "features",
+                format!("{nf}, expected {N_FEATURES}"),
+            ));
         }
         let nc = usize::from(r.u16("classes")?);
         if !(2..=MAX_CLASSES).contains(&nc) {
-            return Err(err(path, "classes", format!("{nc}, expected 2 to {MAX_CLASSES}")));
+            return Err(err(
+                path,
+                "classes",
+                format!("{nc}, expected 2 to {MAX_CLASSES}"),
+            ));
         }
         let nh = usize::from(r.u16("hidden")?);
         if nh > MAX_HIDDEN {
@@ -155,7 +198,8 @@ impl OracleFile {
             names.push(c.len() as u8);
             names.extend_from_slice(c.as_bytes());
         }
-        let mut out = Vec::with_capacity(FIXED + names.len() + 4 * float_count(p.classes.len(), nh) + 4);
+        let mut out =
+            Vec::with_capacity(FIXED + names.len() + 4 * float_count(p.classes.len(), nh) + 4);
         out.extend_from_slice(MAGIC);
         for v in [
             VERSION,
@@ -175,7 +219,12 @@ impl OracleFile {
         if let Some(h) = &p.hidden {
             floats.extend([&h.w[..], &h.b[..]]);
         }
-        floats.extend([&p.out.w[..], &p.out.b[..], &p.severity.w[..], &p.severity.b[..]]);
+        floats.extend([
+            &p.out.w[..],
+            &p.out.b[..],
+            &p.severity.w[..],
+            &p.severity.b[..],
+        ]);
         for v in floats.into_iter().flatten() {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -214,7 +263,11 @@ impl OracleFile {
             ));
         }
         if let Some(c) = self.head.classes()[1..].iter().find(|c| !has_signature(c)) {
-            return Err(err(path, "classes", format!("{c:?} has no signature in this set")));
+            return Err(err(
+                path,
+                "classes",
+                format!("{c:?} has no signature in this set"),
+            ));
         }
         Ok(())
     }
@@ -266,7 +319,9 @@ impl Reader<'_> {
                 .get(at + 1..at + 1 + l)
                 .ok_or_else(|| err(path, &field, "runs past the name block"))?;
             let ok = !raw.is_empty()
-                && raw.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+                && raw
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
             if !ok {
                 return Err(err(path, &field, "must be 1 or more of a-z, 0-9, '_'"));
             }
@@ -274,7 +329,11 @@ impl Reader<'_> {
             at += 1 + l;
         }
         if at != block.len() {
-            return Err(err(path, "names", format!("{} bytes after the last name", block.len() - at)));
+            return Err(err(
+                path,
+                "names",
+                format!("{} bytes after the last name", block.len() - at),
+            ));
         }
         Ok(names)
     }
@@ -389,12 +448,18 @@ mod tests {
         let f = file();
         let p = Path::new("oracle.rwo");
         let all = |c: &str| ["fog", "snow"].contains(&c);
-        f.check_set(p, 0x68c6_b5b5, (32, 32), all).expect("its own set");
+        f.check_set(p, 0x68c6_b5b5, (32, 32), all)
+            .expect("its own set");
         let other = f.check_set(p, 0x1234_5678, (32, 32), all).unwrap_err();
         assert!(other.to_string().contains("model_crc32c"), "{other}");
         let size = f.check_set(p, 0x68c6_b5b5, (224, 224), all).unwrap_err();
         assert!(size.to_string().contains("32x32"), "{size}");
-        let missing = f.check_set(p, 0x68c6_b5b5, (32, 32), |c| c == "fog").unwrap_err();
-        assert!(missing.to_string().contains("\"snow\" has no signature"), "{missing}");
+        let missing = f
+            .check_set(p, 0x68c6_b5b5, (32, 32), |c| c == "fog")
+            .unwrap_err();
+        assert!(
+            missing.to_string().contains("\"snow\" has no signature"),
+            "{missing}"
+        );
     }
 }

@@ -144,7 +144,12 @@ impl Head {
 
     /// Classifies one frame's features.
     pub fn predict(&mut self, f: &Features) -> Prediction<'_> {
-        for ((z, &x), (m, s)) in self.z.iter_mut().zip(f).zip(self.mean.iter().zip(&self.scale)) {
+        for ((z, &x), (m, s)) in self
+            .z
+            .iter_mut()
+            .zip(f)
+            .zip(self.mean.iter().zip(&self.scale))
+        {
             // A non-finite feature (it cannot come from `extract`, but the head is public)
             // reads as the training mean rather than poisoning every output.
             *z = if x.is_finite() { (x - m) / s } else { 0.0 };
@@ -152,7 +157,7 @@ impl Head {
         match &self.hidden {
             Some(hidden) => {
                 hidden.forward(&self.z, &mut self.h);
-                self.h.iter_mut().for_each(|v| *v = v.tanh());
+                self.h.iter_mut().for_each(|v| *v = tanh(*v));
                 self.out.forward(&self.h, &mut self.probs);
             }
             None => self.out.forward(&self.z, &mut self.probs),
@@ -160,7 +165,9 @@ impl Head {
         softmax(&mut self.probs);
         self.sev[0] = 0.0;
         self.severity.forward(&self.z, &mut self.sev[1..]);
-        self.sev[1..].iter_mut().for_each(|s| *s = s.clamp(1.0, 5.0));
+        self.sev[1..]
+            .iter_mut()
+            .for_each(|s| *s = s.clamp(1.0, 5.0));
         Prediction {
             probs: &self.probs,
             severity: &self.sev,
@@ -173,10 +180,52 @@ pub fn softmax(v: &mut [f32]) {
     let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for x in v.iter_mut() {
-        *x = (*x - max).exp();
+        *x = exp(f64::from(*x - max)) as f32;
         sum += *x;
     }
     v.iter_mut().for_each(|x| *x /= sum);
+}
+
+/// `e^x`, computed here rather than by the platform's libm: a frame's outputs (and so a
+/// camera-only α trace) are then the same bits on x86-64, aarch64 and armv7, whose `expf` and
+/// `tanhf` may differ in the last place. Range reduction by ln 2 (split in two parts), a degree-13
+/// Taylor polynomial on |r| <= ln 2 / 2 (error below 1e-15), scaled by 2^k.
+pub fn exp(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    if x.is_nan() {
+        return x;
+    }
+    if x > 709.0 {
+        return f64::INFINITY;
+    }
+    if x < -745.0 {
+        return 0.0;
+    }
+    let k = (x * std::f64::consts::LOG2_E).round();
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for i in 1..=13 {
+        term *= r / f64::from(i);
+        sum += term;
+    }
+    // 2^k in two steps, so that k down to -1074 (subnormal results) stays representable.
+    let k = k as i32;
+    let half = k / 2;
+    sum * pow2(half) * pow2(k - half)
+}
+
+/// 2^k for k in -1022..=1023.
+fn pow2(k: i32) -> f64 {
+    f64::from_bits(((1023 + k.clamp(-1022, 1023)) as u64) << 52)
+}
+
+/// `tanh`, through [`exp`] (so it is the same on every platform).
+pub fn tanh(x: f32) -> f32 {
+    let a = f64::from(x).abs();
+    let t = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
+    (t as f32).copysign(x)
 }
 
 fn check(p: &Parts) -> Result<(), String> {
@@ -242,6 +291,28 @@ fn check(p: &Parts) -> Result<(), String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn portable_exp_and_tanh_match_the_platform_closely() {
+        for i in -700..=700 {
+            let x = f64::from(i) * 0.37;
+            let (ours, libm) = (exp(x), x.exp());
+            assert!(
+                ((ours - libm) / libm).abs() < 1e-14,
+                "exp({x}): {ours} vs {libm}"
+            );
+        }
+        for i in -400..=400 {
+            let x = i as f32 * 0.02;
+            assert!(
+                (tanh(x) - x.tanh()).abs() <= 2.0 * f32::EPSILON,
+                "tanh({x})"
+            );
+        }
+        assert!(exp(f64::NAN).is_nan());
+        assert_eq!(exp(-1000.0), 0.0);
+        assert_eq!(tanh(-0.0).to_bits(), (-0.0f32).to_bits());
+    }
 
     /// A logistic head over 3 classes whose class 2 wins when feature 0 is large.
     pub(crate) fn tiny() -> Parts {

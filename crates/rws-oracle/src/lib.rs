@@ -23,5 +23,5 @@ pub mod track;
 
 pub use features::{Features, N_FEATURES};
 pub use format::{OracleError, OracleFile};
-pub use head::{Head, Prediction};
+pub use head::{Head, Prediction, CLEAN};
 pub use track::{Hysteresis, Tracker};

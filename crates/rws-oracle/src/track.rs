@@ -75,7 +75,11 @@ impl Tracker {
 
     /// Folds in one frame's prediction; returns the engaged class (never 0), if any.
     pub fn update(&mut self, p: &Prediction) -> Option<usize> {
-        let a = if self.frames == 0 { 1.0 } else { self.h.smoothing };
+        let a = if self.frames == 0 {
+            1.0
+        } else {
+            self.h.smoothing
+        };
         self.frames += 1;
         for (s, &x) in self.probs.iter_mut().zip(p.probs) {
             *s = (1.0 - a) * *s + a * x;
@@ -103,6 +107,16 @@ impl Tracker {
             _ => None,
         };
         self.engaged
+    }
+
+    /// The tracker's constants.
+    pub fn hysteresis(&self) -> Hysteresis {
+        self.h
+    }
+
+    /// New constants from the next frame on, the smoothed state kept (a config reload).
+    pub fn set_hysteresis(&mut self, h: Hysteresis) {
+        self.h = h;
     }
 
     /// The engaged class, if any.
@@ -160,7 +174,10 @@ mod tests {
             }
         }
         assert_eq!(t.engaged(), Some(1));
-        assert!(first.is_some_and(|i| i <= 3), "engaged after {first:?} frames");
+        assert!(
+            first.is_some_and(|i| i <= 3),
+            "engaged after {first:?} frames"
+        );
         // It holds through one clean frame (hysteresis), lets go when clean persists.
         assert_eq!(t.update(&frame(&clean)), Some(1));
         for _ in 0..5 {

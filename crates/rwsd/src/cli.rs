@@ -26,6 +26,10 @@ pub struct Rwsd {
     /// Stop after this many frames.
     #[arg(long)]
     pub max_frames: Option<u64>,
+    /// Write the coefficient trace (one line per frame: t and every policy signature's α) to
+    /// this file, in place of the config's `output.trace`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// What `rwsd --help` and the manual page say after the options: signals, exit codes, files.

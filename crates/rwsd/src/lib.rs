@@ -11,6 +11,7 @@
 //! - [`daemon`]: the frame loop, reloads and status;
 //! - [`source`] and [`health`]: the lifecycle every outside source follows (non-blocking open,
 //!   reads with a tick, end or reconnect, stop) and the supervision of the threads that run them;
+//! - [`oracle`]: the camera-only oracle: frame statistics to `oracle.*` signals;
 //! - [`check`]: what `rwsctl check` verifies without building the model;
 //! - [`cli`]: the command lines of `rwsd` and `rwsctl` (also their manual pages).
 //!
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod frames;
 pub mod health;
 pub mod metrics;
+pub mod oracle;
 pub mod policy;
 pub mod protocol;
 pub mod ratelimit;

@@ -212,13 +212,18 @@ impl Engine {
             *s = Some(t);
         }
         for (name, value) in signals {
-            self.signals.insert(
-                name.clone(),
-                SignalValue {
-                    value: *value,
-                    sensor,
-                },
-            );
+            let v = SignalValue {
+                value: *value,
+                sensor,
+            };
+            // In place when the signal is known: the oracle reports every frame, and a steady
+            // frame allocates nothing.
+            match self.signals.get_mut(name) {
+                Some(slot) => *slot = v,
+                None => {
+                    self.signals.insert(name.clone(), v);
+                }
+            }
         }
     }
 

@@ -135,6 +135,38 @@ pub struct Status {
     /// The Prometheus textfile's writes (`None`: no `[metrics]`).
     #[serde(default)]
     pub metrics: Option<MetricsStatus>,
+    /// The camera-only oracle's view (`None`: no `[oracle]`).
+    #[serde(default)]
+    pub oracle: Option<OracleStatus>,
+}
+
+/// What the camera-only oracle makes of the stream (smoothed over frames).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OracleStatus {
+    /// The head file.
+    pub file: String,
+    /// Frames it has seen.
+    pub frames: u64,
+    /// The corruption whose signature it has engaged, if any.
+    pub engaged: Option<String>,
+    /// Smoothed probability that the frames are clean.
+    pub clean: f64,
+    /// The most probable corruptions.
+    pub top: Vec<OracleClass>,
+    /// Times a corruption engaged from none, and times the engaged one changed to another:
+    /// on a fixed camera both should be rare (a rising count is flapping).
+    pub engagements: u64,
+    pub switches: u64,
+}
+
+/// One corruption as the oracle sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OracleClass {
+    pub class: String,
+    /// Smoothed probability.
+    pub p: f64,
+    /// Smoothed severity estimate (1–5).
+    pub severity: f64,
 }
 
 /// How writing the metrics textfile goes.

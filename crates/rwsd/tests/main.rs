@@ -4,6 +4,7 @@
 mod daemon;
 mod faults;
 mod hardening;
+mod oracle;
 mod packaging;
 mod rwsctl;
 mod sensors;

@@ -83,17 +83,30 @@ impl Models {
         Ok(Models { by_class })
     }
 
-    fn right(&self, class: usize, img: &rws_image::Image, label: u8) -> Result<bool, ExperimentError> {
+    fn right(
+        &self,
+        class: usize,
+        img: &rws_image::Image,
+        label: u8,
+    ) -> Result<bool, ExperimentError> {
         Ok(self.by_class[class].predict(img)? == usize::from(label))
     }
 }
 
 /// The class the oracle engages for one frame (0 = none).
-fn engaged(head: &mut Head, img: &rws_image::Image, threshold: f32) -> (usize, usize, f32, Vec<f32>) {
+fn engaged(
+    head: &mut Head,
+    img: &rws_image::Image,
+    threshold: f32,
+) -> (usize, usize, f32, Vec<f32>) {
     let p = head.predict(&extract(img));
     let (best, prob) = p.best();
     let sev = p.severity.to_vec();
-    let chosen = if best != 0 && prob >= threshold { best } else { 0 };
+    let chosen = if best != 0 && prob >= threshold {
+        best
+    } else {
+        0
+    };
     (chosen, best, prob, sev)
 }
 
@@ -125,7 +138,16 @@ pub fn run(
         for &s in severities {
             bar.set_message(format!("{} {s}", c.name()));
             let images = lab.corrupted(c, s)?;
-            rows.push(row(&models, head, &images, c, k + 1, s, threshold, &mut confusion)?);
+            rows.push(row(
+                &models,
+                head,
+                &images,
+                c,
+                k + 1,
+                s,
+                threshold,
+                &mut confusion,
+            )?);
             bar.inc(1);
         }
     }
@@ -152,7 +174,11 @@ pub fn run(
         mean_ra_rws: ra_rws,
         mean_ra_oracle: ra_oracle,
         mean_regret: ra_rws - ra_oracle,
-        gain_kept: if gain.abs() > 1e-12 { (ra_oracle - ra_clean) / gain } else { 0.0 },
+        gain_kept: if gain.abs() > 1e-12 {
+            (ra_oracle - ra_clean) / gain
+        } else {
+            0.0
+        },
         type_accuracy: mean(mid.iter().map(|r| r.type_accuracy)),
         group_accuracy: mean(mid.iter().map(|r| r.group_accuracy)),
         severity_mae: mean(mid.iter().map(|r| r.severity_mae)),
@@ -185,7 +211,8 @@ fn row(
     threshold: f32,
     confusion: &mut [Vec<u32>],
 ) -> Result<Row, ExperimentError> {
-    let (mut ty, mut gr, mut mae, mut rc, mut rr, mut ro) = (0usize, 0usize, 0.0, 0usize, 0usize, 0usize);
+    let (mut ty, mut gr, mut mae, mut rc, mut rr, mut ro) =
+        (0usize, 0usize, 0.0, 0usize, 0usize, 0usize);
     for (img, &label) in images.images.iter().zip(&images.labels) {
         let (chosen, best, _, sev) = engaged(head, img, threshold);
         ty += usize::from(best == class);
@@ -330,7 +357,11 @@ fn stream(
     }
     let total: usize = stretches.iter().map(|s| s.frames).sum();
     let weighted = |f: fn(&Stretch) -> f64| {
-        stretches.iter().map(|s| f(s) * s.frames as f64).sum::<f64>() / total.max(1) as f64
+        stretches
+            .iter()
+            .map(|s| f(s) * s.frames as f64)
+            .sum::<f64>()
+            / total.max(1) as f64
     };
     let clear = stretches.iter().filter(|s| s.corruption.is_none());
     Ok(Stream {

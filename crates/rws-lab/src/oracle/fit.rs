@@ -37,7 +37,13 @@ pub fn standardize(rows: &[Features]) -> (Vec<f32>, Vec<f32>) {
     }
     let scale = var
         .iter()
-        .map(|v| if v.sqrt() > 1e-6 { v.sqrt() as f32 } else { 1.0 })
+        .map(|v| {
+            if v.sqrt() > 1e-6 {
+                v.sqrt() as f32
+            } else {
+                1.0
+            }
+        })
         .collect();
     (mean.iter().map(|&m| m as f32).collect(), scale)
 }
@@ -94,7 +100,10 @@ impl Trainable {
         let mut layer = Dense::zeros(inputs, outputs);
         // Glorot uniform.
         let a = (6.0 / (inputs + outputs) as f64).sqrt();
-        layer.w.iter_mut().for_each(|w| *w = rng.range(-a, a) as f32);
+        layer
+            .w
+            .iter_mut()
+            .for_each(|w| *w = rng.range(-a, a) as f32);
         Trainable {
             gw: vec![0.0; layer.w.len()],
             gb: vec![0.0; outputs],
@@ -151,7 +160,11 @@ pub fn classifier(
 ) -> (Option<Dense>, Dense) {
     let mut rng = Rng::new(fit.seed);
     let mut hidden = (fit.hidden > 0).then(|| Trainable::new(N_FEATURES, fit.hidden, &mut rng));
-    let into_out = if fit.hidden > 0 { fit.hidden } else { N_FEATURES };
+    let into_out = if fit.hidden > 0 {
+        fit.hidden
+    } else {
+        N_FEATURES
+    };
     let mut out = Trainable::new(into_out, classes, &mut rng);
     let mut order: Vec<usize> = (0..z.len()).collect();
     let (mut h, mut logits) = (vec![0f32; fit.hidden], vec![0f32; classes]);
@@ -279,7 +292,10 @@ mod tests {
             .collect();
         let y: Vec<f32> = rows.iter().map(|r| 2.0 * r[0] - r[5] + 3.0).collect();
         let (w, b) = ridge(&rows, &y, 1e-6);
-        assert!((w[0] - 2.0).abs() < 1e-3 && (w[5] + 1.0).abs() < 1e-3, "{w:?}");
+        assert!(
+            (w[0] - 2.0).abs() < 1e-3 && (w[5] + 1.0).abs() < 1e-3,
+            "{w:?}"
+        );
         assert!((b - 3.0).abs() < 1e-3 && w[1].abs() < 1e-3);
     }
 
@@ -297,7 +313,14 @@ mod tests {
         }
         let w = vec![1.0; rows.len()];
         for hidden in [0, 8] {
-            let fit = Fit { hidden, epochs: 20, batch: 32, lr: 0.05, l2: 1e-4, seed: 1 };
+            let fit = Fit {
+                hidden,
+                epochs: 20,
+                batch: 32,
+                lr: 0.05,
+                l2: 1e-4,
+                seed: 1,
+            };
             let (h, out) = classifier(&rows, &y, &w, 2, &fit);
             assert_eq!((h.clone(), out.clone()), classifier(&rows, &y, &w, 2, &fit));
             let mut right = 0;

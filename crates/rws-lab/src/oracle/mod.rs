@@ -39,7 +39,9 @@ pub fn class_names() -> Vec<String> {
 
 /// The corruption of class `k` (`None` for clean).
 pub fn corruption_of(class: usize) -> Option<Corruption> {
-    class.checked_sub(1).and_then(|k| Corruption::ALL.get(k).copied())
+    class
+        .checked_sub(1)
+        .and_then(|k| Corruption::ALL.get(k).copied())
 }
 
 /// One clean row and one row per corruption × severity for each image.
@@ -182,7 +184,12 @@ pub fn train(
     }
     let chosen = choose(&candidates);
     let severity_mae = severity_mae(
-        &mut fit_head(&fit_rows, &config.candidates[chosen], config.ridge, clean_weight),
+        &mut fit_head(
+            &fit_rows,
+            &config.candidates[chosen],
+            config.ridge,
+            clean_weight,
+        ),
         &hold_rows,
     );
     let mut all = fit_rows;

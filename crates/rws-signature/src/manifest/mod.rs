@@ -307,7 +307,10 @@ impl Manifest {
             if parse_crc(&o.crc32c).is_none() {
                 return Err(err(path, "oracle.crc32c", "must be 8 hex digits"));
             }
-            if o.sha256.as_deref().is_some_and(|t| parse_sha256(t).is_none()) {
+            if o.sha256
+                .as_deref()
+                .is_some_and(|t| parse_sha256(t).is_none())
+            {
                 return Err(err(path, "oracle.sha256", "must be 64 hex digits"));
             }
             if !plain_file_name(&o.file) {
@@ -408,7 +411,11 @@ impl Manifest {
     /// manifest's directory (`rws verify`, tools; the daemon checks each file it uses as it
     /// reads it instead).
     pub fn verify_files(&self, dir: &Path) -> Result<(), ManifestError> {
-        let oracle = self.oracle.as_ref().map(|o| &o.file).zip(self.oracle_expected());
+        let oracle = self
+            .oracle
+            .as_ref()
+            .map(|o| &o.file)
+            .zip(self.oracle_expected());
         let files = std::iter::once((&self.model.file, self.model_expected()))
             .chain(
                 self.signatures

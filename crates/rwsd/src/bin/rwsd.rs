@@ -37,5 +37,8 @@ fn run(args: &Rwsd) -> Result<()> {
     }
     let signals = Signals::install()?;
     let mut d = Daemon::start(&args.config)?;
+    if let Some(trace) = &args.trace {
+        d.trace_to(trace)?;
+    }
     d.run(&signals, args.max_frames)
 }

@@ -129,6 +129,38 @@ pub struct Config {
     /// The signature set's seal, as `[trust]` judged it (a refused one is a config error).
     pub trust: rws_trust::Verdict,
     pub metrics: Option<Metrics>,
+    /// `[oracle]`: the camera-only oracle, if configured.
+    pub oracle: Option<OracleSpec>,
+}
+
+/// `[oracle]`, validated: which head file, what it must be, and the tracker's constants.
+#[derive(Clone, Debug)]
+pub struct OracleSpec {
+    /// The head file the manifest lists.
+    pub path: PathBuf,
+    /// What the manifest says of it; checked as the file is read.
+    pub expected: Expected,
+    /// The CRC-32C of the set's own clean model (the manifest's): the head must have been
+    /// trained for this set.
+    pub set_model_crc32c: u32,
+    /// The set's signature names: every class of the head but `clean` must be one.
+    pub set: Vec<String>,
+    pub hysteresis: rws_oracle::Hysteresis,
+    /// Seconds after the last frame its signals stop counting (so a stalled camera leaves no
+    /// signature on).
+    pub stale_after: f64,
+}
+
+impl OracleSpec {
+    /// Whether `signal` is one the oracle publishes: `oracle.<class>` or
+    /// `oracle.<class>.severity`, for `clean` or a signature of the set.
+    pub fn produces(&self, signal: &str) -> bool {
+        let Some(rest) = signal.strip_prefix(crate::oracle::PREFIX) else {
+            return false;
+        };
+        let class = rest.strip_suffix(crate::oracle::SEVERITY).unwrap_or(rest);
+        class == rws_oracle::CLEAN || self.set.iter().any(|s| s == class)
+    }
 }
 
 /// `[metrics]`: where and how often the Prometheus textfile is written.

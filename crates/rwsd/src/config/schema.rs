@@ -28,6 +28,30 @@ pub struct ConfigToml {
     pub trust: Option<Spanned<TrustToml>>,
     #[serde(default)]
     pub metrics: Option<Spanned<MetricsToml>>,
+    #[serde(default)]
+    pub oracle: Option<Spanned<OracleToml>>,
+}
+
+/// `[oracle]`: the camera-only oracle, from the head file the signature set's manifest lists
+/// (`rws oracle train`). Every key is optional: an empty `[oracle]` runs the shipped constants.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OracleToml {
+    /// Seconds after the last frame the oracle's signals stop counting (default 5).
+    #[serde(default)]
+    pub stale_after_s: Option<f64>,
+    /// Weight of the newest frame in the smoothed outputs, in (0, 1] (default 0.5).
+    #[serde(default)]
+    pub smoothing: Option<f32>,
+    /// Smoothed probability at which a corruption engages (default 0.6).
+    #[serde(default)]
+    pub engage: Option<f32>,
+    /// Smoothed probability below which an engaged corruption lets go (default 0.4).
+    #[serde(default)]
+    pub release: Option<f32>,
+    /// Consecutive frames a corruption must hold `engage` before it engages (default 2).
+    #[serde(default)]
+    pub confirm_frames: Option<u32>,
 }
 
 /// `[metrics]`: a Prometheus textfile for node_exporter's textfile collector.

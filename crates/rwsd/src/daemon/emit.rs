@@ -70,6 +70,7 @@ impl Daemon {
             generation: info.generation,
             latency_ms: output::round(latency_ms, 3),
             name,
+            oracle: self.loaded.oracle.as_ref().map(crate::oracle::Oracle::view),
             t: output::round(t, 3),
             top: TopK {
                 entries: &self.buf.top,

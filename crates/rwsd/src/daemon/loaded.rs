@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use rws_runtime::{Runtime, RuntimeOptions, Session};
 
 use crate::config::Config;
+use crate::oracle::Oracle;
 use crate::policy::Engine;
 
 /// A loaded config.
@@ -25,6 +26,9 @@ pub struct Loaded {
     pub corruptions: Vec<String>,
     /// Runtime signature indices in corruption-name order (the key order of a frame's `alpha`).
     pub alpha_order: Vec<usize>,
+    /// The camera-only oracle (`[oracle]`), whose signals the engine reads in the slot after
+    /// the sensors'.
+    pub oracle: Option<Oracle>,
 }
 
 /// Loads `path`: the state and a fresh policy engine for it (the caller decides whether the
@@ -52,7 +56,16 @@ pub fn prepare(path: &Path) -> Result<(Config, Arc<Runtime>)> {
 /// The rest: the policy engine, the signature map, and the session (whose prefix worker starts
 /// here, with the calling thread's priority).
 pub fn assemble(cfg: Config, rt: Arc<Runtime>) -> Result<(Loaded, Engine)> {
-    let engine = Engine::new(cfg.policy.clone(), cfg.stale_after.clone());
+    let mut stale_after = cfg.stale_after.clone();
+    let oracle = match &cfg.oracle {
+        Some(spec) => {
+            stale_after.push(spec.stale_after);
+            let input = (cfg.input.height, cfg.input.width);
+            Some(Oracle::load(spec, input, cfg.sensors.len())?)
+        }
+        None => None,
+    };
+    let engine = Engine::new(cfg.policy.clone(), stale_after);
     let map = engine
         .signatures()
         .iter()
@@ -75,6 +88,7 @@ pub fn assemble(cfg: Config, rt: Arc<Runtime>) -> Result<(Loaded, Engine)> {
         session: Session::new(rt)?,
         names: engine.signatures().to_vec(),
         cfg,
+        oracle,
         map,
         corruptions,
     };
@@ -114,7 +128,7 @@ impl Loaded {
             .map(|s| format!("{} ({}, {:?})", s.name, s.protocol, s.source))
             .collect();
         format!(
-            "config {}: ok\nsignature set: {}\nmodel {} (input {:?}, cut at {:?}, {} prefix builds)\nsignatures: {}\nsensors: {}\nframes: {:?}\nclock: {:?}",
+            "config {}: ok\nsignature set: {}\nmodel {} (input {:?}, cut at {:?}, {} prefix builds)\nsignatures: {}\nsensors: {}\noracle: {}\nframes: {:?}\nclock: {:?}",
             c.path.display(),
             c.trust,
             c.model.display(),
@@ -127,6 +141,7 @@ impl Loaded {
                 .collect::<Vec<_>>()
                 .join(", "),
             sensors.join("; "),
+            self.oracle.as_ref().map_or("none".to_string(), Oracle::describe),
             c.frames,
             c.clock,
         )

@@ -230,6 +230,15 @@ impl Daemon {
         })
     }
 
+    /// Writes the coefficient trace to `path` from now on, in place of `output.trace`
+    /// (`rwsd --trace`).
+    pub fn trace_to(&mut self, path: &Path) -> Result<()> {
+        let f =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        self.trace = Some(std::io::BufWriter::new(f));
+        Ok(())
+    }
+
     /// One paragraph about what was loaded.
     pub fn summary(&self) -> String {
         self.loaded.summary()
@@ -402,8 +411,8 @@ impl Daemon {
     fn step(&mut self, frame: Frame, interrupted: &dyn Fn() -> bool) {
         let taken = Instant::now();
         let t = self.now();
-        self.update_coefficients(t, interrupted);
-        let started = Instant::now();
+        // The input first: the oracle reads it, and its signals count for this very frame.
+        let prep_start = Instant::now();
         let cfg = &self.loaded.cfg;
         let prepared = frames::to_input(
             &mut self.buf.prep,
@@ -413,9 +422,17 @@ impl Daemon {
         );
         self.feed.recycle(frame.image);
         if let Err(e) = prepared {
+            self.update_coefficients(t, interrupted);
             self.frame_failed(t, &frame.name.to_string(), &e.to_string());
             return;
         }
+        if let Some(oracle) = &mut self.loaded.oracle {
+            let mut engine = self.shared.engine();
+            oracle.observe(&self.buf.input, &self.loaded.cfg.input.norm, t, &mut engine);
+        }
+        let prep = prep_start.elapsed();
+        self.update_coefficients(t, interrupted);
+        let started = Instant::now();
         let run_start = Instant::now();
         let ran = self
             .loaded
@@ -429,7 +446,9 @@ impl Daemon {
                 return;
             }
         };
-        let latency = started.elapsed().as_secs_f64() * 1e3;
+        // Preparing the input and the oracle count; the coefficient update (which in replay
+        // waits for the session's plan) does not.
+        let latency = (started.elapsed() + prep).as_secs_f64() * 1e3;
         self.emit_frame(t, &frame.name, &info, latency);
         self.write_trace(t);
         self.counts.frames += 1;

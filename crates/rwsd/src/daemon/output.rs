@@ -25,6 +25,9 @@ pub struct FrameRecord<'a> {
     pub generation: u64,
     pub latency_ms: f64,
     pub name: &'a FrameName,
+    /// With `[oracle]`: what the camera-only oracle makes of the stream at this frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oracle: Option<crate::oracle::View<'a>>,
     pub t: f64,
     pub top: TopK<'a>,
 }
@@ -239,6 +242,7 @@ mod tests {
             generation: 2,
             latency_ms: 0.25,
             name: &name,
+            oracle: None,
             t: 11.0,
             top: TopK {
                 entries: &top,

@@ -58,6 +58,11 @@ impl Daemon {
             signature_set: self.loaded.cfg.trust.to_string(),
             frame_seconds: self.counts.latency.clone(),
             metrics: self.metrics.as_ref().map(|m| m.status()),
+            oracle: self
+                .loaded
+                .oracle
+                .as_ref()
+                .map(crate::oracle::Oracle::status),
         };
         *self.shared.status() = status;
     }

@@ -82,7 +82,10 @@ impl Daemon {
         self.counts.last_reload_error = Some(msg);
     }
 
-    fn swap_in(&mut self, (new, mut engine): (Loaded, Engine)) {
+    fn swap_in(&mut self, (mut new, mut engine): (Loaded, Engine)) {
+        if let (Some(n), Some(o)) = (new.oracle.as_mut(), self.loaded.oracle.as_ref()) {
+            n.carry_from(o);
+        }
         {
             let mut running = self.shared.engine();
             engine.carry_from(&running);

@@ -60,7 +60,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 fn train(args: &TrainArgs) -> Result<ExitCode> {
     if args.images < 4 {
-        anyhow::bail!("--images {}: at least 4 are needed to hold a quarter out", args.images);
+        anyhow::bail!(
+            "--images {}: at least 4 are needed to hold a quarter out",
+            args.images
+        );
     }
     let manifest_path = args.signatures.join("manifest.json");
     let mut manifest = Manifest::load(&manifest_path)?;
@@ -98,12 +101,17 @@ fn train(args: &TrainArgs) -> Result<ExitCode> {
 
 /// `rws eval --oracle`.
 pub fn eval(args: &crate::eval::Args) -> Result<ExitCode> {
-    if args.mode != crate::eval::Mode::Table || args.models.is_some() || args.transfer_from.is_some()
+    if args.mode != crate::eval::Mode::Table
+        || args.models.is_some()
+        || args.transfer_from.is_some()
     {
         anyhow::bail!("--oracle is a mode of its own: no --mode, --models or --transfer-from");
     }
     if !(0.0..=1.0).contains(&args.threshold) {
-        anyhow::bail!("--threshold {} must be a probability (0 to 1)", args.threshold);
+        anyhow::bail!(
+            "--threshold {} must be a probability (0 to 1)",
+            args.threshold
+        );
     }
     let manifest_path = args.signatures.join("manifest.json");
     let manifest = Manifest::load(&manifest_path)?;
@@ -115,12 +123,15 @@ pub fn eval(args: &crate::eval::Args) -> Result<ExitCode> {
         );
     };
     let head_path = args.signatures.join(&entry.file);
-    let bytes = std::fs::read(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
+    let bytes =
+        std::fs::read(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
     let expected = manifest.oracle_expected().context("oracle entry")?;
     expected.check_bytes(&head_path, &bytes)?;
     let file = rws_oracle::OracleFile::parse(&head_path, &bytes)?;
     let crc = manifest::parse_crc(&manifest.model.crc32c).context("model.crc32c")?;
-    file.check_set(&head_path, crc, (data::SIDE, data::SIDE), |c| manifest.find(c).is_some())?;
+    file.check_set(&head_path, crc, (data::SIDE, data::SIDE), |c| {
+        manifest.find(c).is_some()
+    })?;
     let lab = crate::mode::open(args)?;
     let severities = if args.severities.is_empty() {
         vec![1, 2, 3, 4, 5]

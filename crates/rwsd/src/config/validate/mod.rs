@@ -10,6 +10,7 @@ use rws_image::tensor::Normalize;
 use rws_signature::manifest::{Expected, Manifest};
 use toml::Spanned;
 
+mod oracle;
 mod policy;
 mod sources;
 mod trust;
@@ -75,7 +76,8 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let (signatures, signature_expected) = signatures(&policy, &model.manifest, &model.sig_dir);
     let trust = trust::trust(&ctx, raw.trust.as_ref(), &raw.model, &model)?;
     let (sensors, stale_after) = sensors(&ctx, &raw.sensors)?;
-    signals(&ctx, &raw.policy, &sensors)?;
+    let oracle = oracle::oracle(&ctx, raw.oracle.as_ref(), &model)?;
+    signals(&ctx, &raw.policy, &sensors, oracle.as_ref())?;
     let frames = frames(&ctx, &raw.frames, &model.input)?;
     let clock = clock(&ctx, raw.clock.as_ref(), &raw.sensors, &sensors)?;
     stdin_once(&ctx, &raw.sensors, &sensors, &frames.source)?;
@@ -112,6 +114,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         policy,
         trust,
         metrics,
+        oracle,
     })
 }
 

@@ -7,7 +7,7 @@ use rws_signature::manifest::{Expected, Manifest};
 use toml::Spanned;
 
 use super::super::schema::{PolicyToml, RuleToml};
-use super::super::ConfigError;
+use super::super::{ConfigError, OracleSpec};
 use super::Ctx;
 use crate::policy::{self, Curve, Map, Policy, Rule};
 use crate::sensors::driver::SensorSpec;
@@ -140,6 +140,7 @@ pub(super) fn signals(
     ctx: &Ctx<'_>,
     p: &Spanned<PolicyToml>,
     sensors: &[SensorSpec],
+    oracle: Option<&OracleSpec>,
 ) -> Result<(), ConfigError> {
     const ALL: [Protocol; 3] = [Protocol::Pwd, Protocol::Nmea, Protocol::Camera];
     for (i, r) in p.get_ref().rules.iter().enumerate() {
@@ -148,6 +149,16 @@ pub(super) fn signals(
         let names = std::iter::once(("signal", &rule.signal))
             .chain(rule.and.as_ref().map(|c| ("and.signal", &c.signal)));
         for (key, signal) in names {
+            if signal.starts_with(crate::oracle::PREFIX) {
+                oracle_signal(
+                    ctx,
+                    line,
+                    &format!("policy.rule[{i}].{key}"),
+                    signal,
+                    oracle,
+                )?;
+                continue;
+            }
             if !ALL.iter().any(|proto| proto.produces(signal)) {
                 return Err(ctx.err(
                     line,
@@ -164,4 +175,30 @@ pub(super) fn signals(
         }
     }
     Ok(())
+}
+
+/// A rule's `oracle.*` signal: it needs an `[oracle]`, and must name `clean` or a signature of
+/// the set (with `.severity` or without).
+fn oracle_signal(
+    ctx: &Ctx<'_>,
+    line: usize,
+    key: &str,
+    signal: &str,
+    oracle: Option<&OracleSpec>,
+) -> Result<(), ConfigError> {
+    match oracle {
+        None => Err(ctx.err(
+            line,
+            key,
+            format!("'{signal}' comes from the camera-only oracle, and the config has no [oracle] section"),
+        )),
+        Some(o) if !o.produces(signal) => Err(ctx.err(
+            line,
+            key,
+            format!(
+                "the oracle does not produce '{signal}' (it gives oracle.clean, oracle.<signature> and oracle.<signature>.severity for the set's signatures)"
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
 }
