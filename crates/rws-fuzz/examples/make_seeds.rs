@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_or_else(|| root.join("fuzz/corpus-raw"), PathBuf::from);
     let mut seeds: Seeds = Vec::new();
     signature_seeds(&root, &mut seeds)?;
+    oracle_seeds(&root, &mut seeds)?;
     text_seeds(&root, &mut seeds)?;
     sensor_seeds(&root, &mut seeds)?;
     frame_seeds(&root, &mut seeds)?;
@@ -72,6 +73,33 @@ fn signature_seeds(root: &Path, seeds: &mut Seeds) -> Result<(), Box<dyn std::er
     for (dtype, tag) in [(DType::I8, "i8"), (DType::F16, "f16"), (DType::F32, "f32")] {
         let (bytes, _) = encode(&Metadata::new("fog", 3), &tensors, dtype, Path::new("s"))?;
         seeds.push(("rws_file", format!("small-{tag}.rws"), bytes));
+    }
+    Ok(())
+}
+
+/// The shipped head, and one of each form cut down to two classes (small, fast to mutate).
+fn oracle_seeds(root: &Path, seeds: &mut Seeds) -> Result<(), Box<dyn std::error::Error>> {
+    let shipped = read(&root.join("signatures/oracle.rwo"))?;
+    let f = rws_oracle::OracleFile::parse(Path::new("oracle.rwo"), &shipped)?;
+    seeds.push(("oracle_file", "oracle.rwo".into(), shipped));
+    let n = rws_oracle::N_FEATURES;
+    for hidden in [0, 2] {
+        use rws_oracle::head::{Dense, Parts};
+        let into_out = if hidden > 0 { hidden } else { n };
+        let parts = Parts {
+            classes: vec!["clean".into(), "fog".into()],
+            mean: vec![0.5; n],
+            scale: vec![2.0; n],
+            hidden: (hidden > 0).then(|| Dense::zeros(n, hidden)),
+            out: Dense::zeros(into_out, 2),
+            severity: Dense::zeros(n, 1),
+        };
+        let small = rws_oracle::OracleFile {
+            head: rws_oracle::Head::new(parts)?,
+            input: (32, 32),
+            model_crc32c: f.model_crc32c,
+        };
+        seeds.push(("oracle_file", format!("small-{hidden}.rwo"), small.to_bytes()));
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The bodies of rws's fuzz targets: one function per parser that takes bytes from outside the
-//! process (signature files, manifests, configs, sensor lines and the line reader, control
+//! process (signature files, oracle heads, manifests, configs, sensor lines and the line reader, control
 //! requests, raw and PNG/JPEG frames, key and seal files). Each feeds the bytes through the
 //! same code the daemon and the tools run, then checks what a success promises (finite values,
 //! bounded sizes, coefficients inside the policy's cap): a panic or a failed check is a finding.
@@ -17,6 +17,7 @@ pub type Target = (&'static str, fn(&[u8]));
 /// Every target.
 pub const TARGETS: &[Target] = &[
     ("rws_file", parsers::rws_file),
+    ("oracle_file", parsers::oracle_file),
     ("manifest", parsers::manifest),
     ("config", parsers::config),
     ("sensor_pwd", parsers::sensor_pwd),

@@ -214,3 +214,36 @@ pub fn trust(data: &[u8]) {
             .is_err());
     }
 }
+
+/// A camera-only oracle head (`oracle.rwo`) as it arrives, then with its trailing checksum
+/// recomputed (else nearly every mutation stops at the CRC). An accepted head predicts finite
+/// probabilities summing to 1 and severities in 1–5 on any features, and writes back to the
+/// same bytes.
+pub fn oracle_file(data: &[u8]) {
+    open_oracle(data);
+    if data.len() >= 4 {
+        let mut sealed = data.to_vec();
+        let body = sealed.len() - 4;
+        let crc = crc32c::crc32c(&sealed[..body]);
+        sealed[body..].copy_from_slice(&crc.to_le_bytes());
+        open_oracle(&sealed);
+    }
+}
+
+fn open_oracle(data: &[u8]) {
+    let Ok(f) = rws_oracle::OracleFile::parse(Path::new("fuzz.rwo"), data) else {
+        return;
+    };
+    assert_eq!(f.to_bytes(), data, "an accepted head writes back to its bytes");
+    let _ = f.check_set(Path::new("fuzz.rwo"), 0, (32, 32), |c| c == "fog");
+    let mut head = f.head;
+    let n = rws_oracle::N_FEATURES;
+    for features in [[0.0; 26], [1e30; 26], [-1e30; 26], [f32::NAN; 26]] {
+        debug_assert_eq!(features.len(), n);
+        let p = head.predict(&features);
+        let sum: f32 = p.probs.iter().sum();
+        assert!(p.probs.iter().all(|v| v.is_finite()), "{:?}", p.probs);
+        assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
+        assert!(p.severity[1..].iter().all(|s| (1.0..=5.0).contains(s)), "{:?}", p.severity);
+    }
+}

@@ -168,7 +168,12 @@ fn committed_sweep() -> Sweep {
 }
 
 fn shipped_calibration() -> Calibration {
-    let map = calibrate::load_map(&repo().join("firmware-config/severity-map.toml")).unwrap();
+    calibration_of("severity-map.toml")
+}
+
+/// The calibration `firmware-config/<map>` and the committed sweep give.
+fn calibration_of(map: &str) -> Calibration {
+    let map = calibrate::load_map(&repo().join("firmware-config").join(map)).unwrap();
     calibrate::calibrate(
         &committed_sweep(),
         Path::new("docs/results/sweep.json"),
@@ -250,20 +255,25 @@ fn calibrated_rules_parse_as_policy_rules_and_follow_the_measurement() {
 
 #[test]
 fn the_shipped_configs_carry_the_calibrated_rules() {
-    let cal = shipped_calibration();
-    let header = calibrate::header(
-        Path::new("docs/results/sweep.json"),
-        Path::new("firmware-config/severity-map.toml"),
-        &cal,
-    );
-    for name in ["demo.toml", "raspberry-pi.toml", "jetson.toml"] {
-        let path: PathBuf = repo().join("firmware-config").join(name);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let fresh = calibrate::update_block(&path, &text, &cal, &header).unwrap();
-        assert!(
-            fresh == text,
-            "{name} is stale: run `rws calibrate --update firmware-config/{name}`"
-        );
+    // The sensor configs from severity-map.toml; the camera-only one from oracle-map.toml.
+    let sets = [
+        ("severity-map.toml", &["demo.toml", "raspberry-pi.toml", "jetson.toml"][..]),
+        ("oracle-map.toml", &["camera-only.toml"][..]),
+    ];
+    for (map, configs) in sets {
+        let cal = calibration_of(map);
+        let map_path = PathBuf::from("firmware-config").join(map);
+        let header = calibrate::header(Path::new("docs/results/sweep.json"), &map_path, &cal);
+        for name in configs {
+            let path: PathBuf = repo().join("firmware-config").join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let fresh = calibrate::update_block(&path, &text, &cal, &header).unwrap();
+            assert!(
+                fresh == text,
+                "{name} is stale: run `rws calibrate --map {} --update firmware-config/{name}`",
+                map_path.display()
+            );
+        }
     }
 }
 

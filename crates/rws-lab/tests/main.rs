@@ -8,6 +8,7 @@ mod data_loaders;
 mod demo_signatures;
 mod experiments;
 mod extract;
+mod oracle;
 // Training with candle is behind the `train` feature.
 #[cfg(feature = "train")]
 mod train;

@@ -16,6 +16,7 @@
 //! cargo bench -p rwsd --bench frame_loop                      # the shipped demo model
 //! cargo bench -p rwsd --bench frame_loop -- --signatures target/bench-vgg16 --frames 300
 //! cargo bench -p rwsd --bench frame_loop -- --idle 60
+//! cargo bench -p rwsd --bench frame_loop -- --oracle           # with the camera-only oracle
 //! ```
 //! `target/bench-vgg16` comes from `rws bench --make-synthetic vgg16 --out target/bench-vgg16`.
 //! Everything runs in this one process; figures are printed as `key value` lines and, with
@@ -73,6 +74,7 @@ struct Args {
     frames: usize,
     idle_s: f64,
     json: bool,
+    oracle: bool,
 }
 
 fn args() -> Args {
@@ -82,6 +84,7 @@ fn args() -> Args {
         frames: 2000,
         idle_s: 0.0,
         json: false,
+        oracle: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -90,6 +93,7 @@ fn args() -> Args {
             "--frames" => a.frames = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.frames),
             "--idle" => a.idle_s = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0),
             "--json" => a.json = true,
+            "--oracle" => a.oracle = true,
             _ => {} // `cargo bench` passes `--bench`
         }
     }
@@ -303,7 +307,9 @@ fn steady(a: &Args, work: &Path, side: (usize, usize), out: &mut Vec<(&str, Stri
     let total = warm + a.frames + reload_frames + 200;
     let raw = work.join("frames.rgb");
     raw_frames(&raw, side, total);
-    let cfg = config(&a.signatures, work, &raw, side, "");
+    // `--oracle`: the camera-only oracle runs on every frame too (the set's head).
+    let oracle = if a.oracle { "[oracle]" } else { "" };
+    let cfg = config(&a.signatures, work, &raw, side, oracle);
     let mut d = Daemon::start(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
     frames(&mut d, warm);
     // Steady frames: allocations of every thread and the loop's timings.

@@ -16,8 +16,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use rws_image::tensor::Normalize;
-use rws_image::Image;
-use rws_oracle::{Head, OracleFile, Tracker, CLEAN};
+use rws_oracle::{FrameOracle, Head, OracleFile, CLEAN};
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
@@ -34,11 +33,9 @@ const STATUS_TOP: usize = 3;
 
 /// A loaded oracle and its state over frames.
 pub struct Oracle {
-    head: Head,
-    tracker: Tracker,
-    /// The model input as an image again: the features are computed on what the model sees, at
+    /// Head, tracker and frame buffer: the features are computed on what the model sees, at
     /// the size the head was trained at, whatever the camera's size.
-    image: Image,
+    frame: FrameOracle,
     /// (signal, value), filled in place each frame: `oracle.clean`, then per corruption class
     /// `oracle.<class>` and `oracle.<class>.severity`.
     signals: Vec<(String, f64)>,
@@ -67,7 +64,7 @@ impl Oracle {
 
     fn new(
         head: Head,
-        (h, w): (usize, usize),
+        input: (usize, usize),
         sensor: usize,
         spec: &OracleSpec,
         path: &Path,
@@ -78,9 +75,7 @@ impl Oracle {
             signals.push((format!("{PREFIX}{c}{SEVERITY}"), 0.0));
         }
         Oracle {
-            tracker: Tracker::new(head.classes().len(), spec.hysteresis),
-            head,
-            image: Image::new(h, w),
+            frame: FrameOracle::new(head, input, spec.hysteresis),
             signals,
             sensor,
             file: path.display().to_string(),
@@ -92,15 +87,15 @@ impl Oracle {
 
     /// One line for `rwsd --check`.
     pub fn describe(&self) -> String {
-        let h = self.tracker.hysteresis();
-        let model = match self.head.hidden_units() {
+        let h = self.frame.tracker().hysteresis();
+        let model = match self.frame.head().hidden_units() {
             0 => "logistic regression".to_string(),
             n => format!("{n} hidden units"),
         };
         format!(
             "{} ({} classes, {model}; engages at {} held {} frames, releases below {})",
             self.file,
-            self.head.classes().len(),
+            self.frame.head().classes().len(),
             h.on,
             h.confirm,
             h.off
@@ -110,10 +105,11 @@ impl Oracle {
     /// Takes over a previous oracle's state over frames when it has the same classes and
     /// constants' slot (a reload keeps an engaged signature engaged, and its counts).
     pub fn carry_from(&mut self, old: &Oracle) {
-        if old.head.classes() == self.head.classes() {
-            let h = self.tracker.hysteresis();
-            self.tracker = old.tracker.clone();
-            self.tracker.set_hysteresis(h);
+        if old.frame.head().classes() == self.frame.head().classes() {
+            let t = self.frame.tracker_mut();
+            let h = t.hysteresis();
+            *t = old.frame.tracker().clone();
+            t.set_hysteresis(h);
         }
         self.frames = old.frames;
         self.engagements = old.engagements;
@@ -123,17 +119,16 @@ impl Oracle {
     /// Folds in the frame whose model input (`[3, h, w]` planes, normalized by `norm`) is
     /// `input` and publishes the signals at time `t`. Allocates nothing.
     pub fn observe(&mut self, input: &[f32], norm: &Normalize, t: f64, engine: &mut Engine) {
-        planes_to_image(input, norm, &mut self.image);
-        let features = rws_oracle::features::extract(&self.image);
-        let before = self.tracker.engaged();
-        let engaged = self.tracker.update(&self.head.predict(&features));
+        let before = self.frame.tracker().engaged();
+        let engaged = self.frame.observe(input, norm);
         self.frames += 1;
         match (before, engaged) {
             (None, Some(_)) => self.engagements += 1,
             (Some(a), Some(b)) if a != b => self.switches += 1,
             _ => {}
         }
-        let (probs, severity) = (self.tracker.probs(), self.tracker.severity());
+        let tracker = self.frame.tracker();
+        let (probs, severity) = (tracker.probs(), tracker.severity());
         self.signals[0].1 = f64::from(probs[0]);
         for c in 1..probs.len() {
             let on = engaged == Some(c);
@@ -147,24 +142,24 @@ impl Oracle {
     pub fn view(&self) -> View<'_> {
         let (top, p) = self.top_corruption();
         View {
-            clean: self.tracker.probs().first().copied().unwrap_or(0.0),
-            engaged: self.tracker.engaged().map(|c| self.class(c)),
+            clean: self.frame.tracker().probs().first().copied().unwrap_or(0.0),
+            engaged: self.frame.tracker().engaged().map(|c| self.class(c)),
             p,
-            severity: self.tracker.severity().get(top).copied().unwrap_or(0.0),
+            severity: self.frame.tracker().severity().get(top).copied().unwrap_or(0.0),
             top: self.class(top),
         }
     }
 
     /// The oracle's part of the status.
     pub fn status(&self) -> OracleStatus {
-        let probs = self.tracker.probs();
+        let probs = self.frame.tracker().probs();
         let mut order: Vec<usize> = (1..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
         let round = |x: f32| crate::daemon::output::round(f64::from(x), 3);
         OracleStatus {
             file: self.file.clone(),
             frames: self.frames,
-            engaged: self.tracker.engaged().map(|c| self.class(c).to_string()),
+            engaged: self.frame.tracker().engaged().map(|c| self.class(c).to_string()),
             clean: round(probs.first().copied().unwrap_or(0.0)),
             top: order
                 .iter()
@@ -172,7 +167,7 @@ impl Oracle {
                 .map(|&c| OracleClass {
                     class: self.class(c).to_string(),
                     p: round(probs[c]),
-                    severity: round(self.tracker.severity()[c]),
+                    severity: round(self.frame.tracker().severity()[c]),
                 })
                 .collect(),
             engagements: self.engagements,
@@ -181,12 +176,12 @@ impl Oracle {
     }
 
     fn class(&self, c: usize) -> &str {
-        self.head.classes().get(c).map_or("", String::as_str)
+        self.frame.head().classes().get(c).map_or("", String::as_str)
     }
 
     /// The most probable corruption class (never `clean`) and its smoothed probability.
     fn top_corruption(&self) -> (usize, f32) {
-        let probs = self.tracker.probs();
+        let probs = self.frame.tracker().probs();
         let mut best = 1.min(probs.len().saturating_sub(1));
         for (i, &p) in probs.iter().enumerate().skip(1) {
             if p > probs[best] {
@@ -194,21 +189,6 @@ impl Oracle {
             }
         }
         (best, probs.get(best).copied().unwrap_or(0.0))
-    }
-}
-
-/// Undoes the model input's normalization into `image` (already the input's size): the pixels
-/// the model sees, interleaved RGB in [0, 1] as the head's training images were.
-fn planes_to_image(input: &[f32], norm: &Normalize, image: &mut Image) {
-    let plane = image.height * image.width;
-    if input.len() != 3 * plane || image.data.len() != 3 * plane {
-        // Cannot happen (the frame loop sizes the input to the model); the stale image is used.
-        return;
-    }
-    for (i, px) in image.data.chunks_exact_mut(3).enumerate() {
-        for (c, v) in px.iter_mut().enumerate() {
-            *v = input[c * plane + i] * norm.std[c] + norm.mean[c];
-        }
     }
 }
 

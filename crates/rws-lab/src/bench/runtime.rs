@@ -54,6 +54,8 @@ pub struct Options {
     pub switches: usize,
     /// Camera rate for the paced switch measurement.
     pub fps: f64,
+    /// The set's camera-only oracle head, timed per frame (`None`: one of the shipped shape).
+    pub oracle_head: Option<PathBuf>,
 }
 
 /// Everything `rws bench --json` prints (RSS fields filled in by the caller).
@@ -120,6 +122,14 @@ pub struct Report {
     pub reload_frame_ratio: f64,
     pub reload_frame_ratio_max: f64,
     pub full_reload_ms: f64,
+    /// The camera-only oracle's step per frame at the model's input size, as rwsd runs it
+    /// (input back to pixels, features, head, tracker): median milliseconds, and over the clean
+    /// frame's median.
+    pub oracle_ms: f64,
+    pub oracle_frame_ratio: f64,
+    /// The head timed: the set's file, or a synthetic one of the shipped shape (the cost depends
+    /// on the shape only).
+    pub oracle_head: String,
 }
 
 /// A frame "waited on a switch" if taking the new plan held it up longer than this.
@@ -206,6 +216,7 @@ pub fn run(model: &Path, files: &[PathBuf], opts: &Options) -> Result<Report, Be
     report.prefix_build_ms = super::median(&mut builds);
 
     steady(&rt, &full, &x, opts, &mut report)?;
+    oracle(&shape, &x, opts, &mut report)?;
     switches(&rt, &x, opts, &mut report)?;
     report.patch_vs_memcpy = kernel_ratio(&rt);
     Ok(report)
@@ -245,6 +256,64 @@ fn steady(
     report.patched_frame_ms = super::median(&mut patched);
     report.steady_ratio = report.patched_frame_ms / report.clean_frame_ms;
     Ok(())
+}
+
+/// Times the camera-only oracle's per-frame step on the bench frame, at the model's input size.
+fn oracle(shape: &[usize], x: &[f32], opts: &Options, report: &mut Report) -> Result<(), BenchError> {
+    let &[_, 3, h, w] = shape else {
+        return Err(BenchError::Setup(format!("input shape {shape:?} is not 1×3×H×W")));
+    };
+    let (head, name) = match &opts.oracle_head {
+        Some(p) => {
+            let f = rws_oracle::OracleFile::open(p).map_err(|e| BenchError::Setup(e.to_string()))?;
+            (f.head, p.display().to_string())
+        }
+        None => (
+            synthetic_head(32)?,
+            "synthetic: 20 classes, 32 tanh units (the shipped shape)".to_string(),
+        ),
+    };
+    let mut o = rws_oracle::FrameOracle::new(head, (h, w), rws_oracle::Hysteresis::DEFAULT);
+    let norm = rws_image::tensor::Normalize::IDENTITY;
+    for _ in 0..5 {
+        std::hint::black_box(o.observe(x, &norm));
+    }
+    let mut times = Vec::with_capacity(opts.frames.max(1));
+    for _ in 0..opts.frames.max(1) {
+        let t = Instant::now();
+        std::hint::black_box(o.observe(x, &norm));
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    report.oracle_ms = super::median(&mut times);
+    report.oracle_frame_ratio = report.oracle_ms / report.clean_frame_ms;
+    report.oracle_head = name;
+    Ok(())
+}
+
+/// A head of the shipped shape (clean + 19 corruptions, `hidden` tanh units) with small
+/// deterministic weights: what a frame costs does not depend on the values.
+pub fn synthetic_head(hidden: usize) -> Result<rws_oracle::Head, BenchError> {
+    use rws_oracle::head::{Dense, Parts};
+    use rws_oracle::N_FEATURES;
+    let mut rng = Rng::new(17);
+    let mut dense = |i: usize, o: usize| {
+        let mut d = Dense::zeros(i, o);
+        d.w.iter_mut().for_each(|v| *v = rng.normal() as f32 * 0.1);
+        d
+    };
+    let classes: Vec<String> = std::iter::once("clean".to_string())
+        .chain(crate::corrupt::Corruption::ALL.iter().map(|c| c.name().to_string()))
+        .collect();
+    let n = classes.len();
+    let parts = Parts {
+        mean: vec![0.0; N_FEATURES],
+        scale: vec![1.0; N_FEATURES],
+        hidden: Some(dense(N_FEATURES, hidden)),
+        out: dense(hidden, n),
+        severity: dense(N_FEATURES, n - 1),
+        classes,
+    };
+    rws_oracle::Head::new(parts).map_err(BenchError::Setup)
 }
 
 /// One measured switch.

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use rws_image::tensor::Normalize;
+use rws_image::Image;
 
 use super::*;
 use crate::config::Config;
@@ -112,23 +113,4 @@ fn a_head_that_is_not_the_sets_is_refused_with_its_field() {
         Err(e) => e.to_string(),
     };
     assert!(e.contains("input"), "{e}");
-}
-
-#[test]
-fn planes_go_back_to_the_pixels_they_came_from() {
-    let mut img = Image::new(2, 3);
-    for (i, v) in img.data.iter_mut().enumerate() {
-        *v = i as f32 / 17.0;
-    }
-    let norm = Normalize {
-        mean: [0.5, 0.25, 0.0],
-        std: [0.5, 2.0, 1.0],
-    };
-    let mut planes = Vec::new();
-    rws_image::tensor::to_input(&img, (2, 3), &norm, &mut planes).unwrap();
-    let mut back = Image::new(2, 3);
-    planes_to_image(&planes, &norm, &mut back);
-    for (a, b) in back.data.iter().zip(&img.data) {
-        assert!((a - b).abs() < 1e-6, "{a} {b}");
-    }
 }

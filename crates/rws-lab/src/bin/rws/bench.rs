@@ -80,10 +80,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         outln!("{}", serde_json::to_string(&r)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // The set's camera-only oracle head, when it ships one at the bench's input size.
+    let head = dir.join("oracle.rwo");
     let opts = Options {
         frames: args.frames,
         switches: args.switches,
         fps: args.fps,
+        oracle_head: head.is_file().then_some(head),
     };
     let mut report = rb::run(model, &files, &opts)?;
     memory_and_load(&mut report, model, dir, args.load_runs.max(1))?;
@@ -186,10 +189,17 @@ fn print_table(r: &Report) -> std::io::Result<()> {
         r.patched_params,
         r.cut
     )?;
-    let rows: [(&str, String); 22] = [
+    let rows: [(&str, String); 23] = [
         (
             "clean frame (one plan)",
             format!("{:.3} ms", r.clean_frame_ms),
+        ),
+        (
+            "camera-only oracle",
+            format!(
+                "{:.4} ms, {:.4} of a clean frame (target ≤ 0.02 demo, ≤ 0.01 VGG-16); head {}",
+                r.oracle_ms, r.oracle_frame_ratio, r.oracle_head
+            ),
         ),
         (
             "patched frame (split)",

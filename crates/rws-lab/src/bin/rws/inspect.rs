@@ -10,7 +10,8 @@ use serde::Serialize;
 /// Show what a signature file holds.
 ///
 /// Also accepts the other files of a signature directory: a manifest (.json; its checksums are
-/// verified) and an ONNX model (.onnx; its initializers are listed).
+/// verified), an ONNX model (.onnx; its initializers are listed) and the camera-only oracle's
+/// head (.rwo; its classes, form and binding).
 ///
 /// Show a signature file's metadata and, per tensor, its shape, dtype, scale range, quantization
 /// error and norm. The file is fully validated first (checksums included).
@@ -59,6 +60,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             }
             Some("onnx") => {
                 inspect_model(path, args.json)?;
+                continue;
+            }
+            Some("rwo") => {
+                inspect_oracle(path, args.json)?;
                 continue;
             }
             _ => {}
@@ -226,5 +231,42 @@ fn inspect_model(path: &std::path::Path, json: bool) -> Result<()> {
             outln!("  {:24} {:?} {}", i.name, i.shape, i.dtype)?;
         }
     }
+    Ok(())
+}
+
+/// The camera-only oracle's head: its form, classes and the set it is bound to.
+fn inspect_oracle(path: &std::path::Path, json: bool) -> Result<()> {
+    let f = rws_oracle::OracleFile::open(path)?;
+    let (h, w) = f.input;
+    let report = serde_json::json!({
+        "file": path.display().to_string(),
+        "oracle": {
+            "classes": f.head.classes(),
+            "hidden_units": f.head.hidden_units(),
+            "features": rws_oracle::features::NAMES,
+            "feature_version": rws_oracle::features::FEATURE_VERSION,
+            "input": [h, w],
+            "model_crc32c": format!("{:08x}", f.model_crc32c),
+        }
+    });
+    if json {
+        outln!("{report}")?;
+        return Ok(());
+    }
+    let form = match f.head.hidden_units() {
+        0 => "multinomial logistic regression".to_string(),
+        n => format!("one tanh layer of {n} units"),
+    };
+    outln!("oracle head  {} ({form})", path.display())?;
+    outln!(
+        "bound to     the set whose clean model has CRC-32C {:08x}, {w}x{h} inputs",
+        f.model_crc32c
+    )?;
+    outln!(
+        "features     {} (bank version {})",
+        rws_oracle::N_FEATURES,
+        rws_oracle::features::FEATURE_VERSION
+    )?;
+    outln!("classes      {}", f.head.classes().join(", "))?;
     Ok(())
 }

@@ -123,8 +123,7 @@ pub fn eval(args: &crate::eval::Args) -> Result<ExitCode> {
         );
     };
     let head_path = args.signatures.join(&entry.file);
-    let bytes =
-        std::fs::read(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
+    let bytes = rws_oracle::OracleFile::read(&head_path)?;
     let expected = manifest.oracle_expected().context("oracle entry")?;
     expected.check_bytes(&head_path, &bytes)?;
     let file = rws_oracle::OracleFile::parse(&head_path, &bytes)?;
