@@ -99,7 +99,11 @@ fn oracle_seeds(root: &Path, seeds: &mut Seeds) -> Result<(), Box<dyn std::error
             input: (32, 32),
             model_crc32c: f.model_crc32c,
         };
-        seeds.push(("oracle_file", format!("small-{hidden}.rwo"), small.to_bytes()));
+        seeds.push((
+            "oracle_file",
+            format!("small-{hidden}.rwo"),
+            small.to_bytes(),
+        ));
     }
     Ok(())
 }

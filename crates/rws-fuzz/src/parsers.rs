@@ -234,7 +234,11 @@ fn open_oracle(data: &[u8]) {
     let Ok(f) = rws_oracle::OracleFile::parse(Path::new("fuzz.rwo"), data) else {
         return;
     };
-    assert_eq!(f.to_bytes(), data, "an accepted head writes back to its bytes");
+    assert_eq!(
+        f.to_bytes(),
+        data,
+        "an accepted head writes back to its bytes"
+    );
     let _ = f.check_set(Path::new("fuzz.rwo"), 0, (32, 32), |c| c == "fog");
     let mut head = f.head;
     let n = rws_oracle::N_FEATURES;
@@ -244,6 +248,10 @@ fn open_oracle(data: &[u8]) {
         let sum: f32 = p.probs.iter().sum();
         assert!(p.probs.iter().all(|v| v.is_finite()), "{:?}", p.probs);
         assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
-        assert!(p.severity[1..].iter().all(|s| (1.0..=5.0).contains(s)), "{:?}", p.severity);
+        assert!(
+            p.severity[1..].iter().all(|s| (1.0..=5.0).contains(s)),
+            "{:?}",
+            p.severity
+        );
     }
 }

@@ -257,7 +257,10 @@ fn calibrated_rules_parse_as_policy_rules_and_follow_the_measurement() {
 fn the_shipped_configs_carry_the_calibrated_rules() {
     // The sensor configs from severity-map.toml; the camera-only one from oracle-map.toml.
     let sets = [
-        ("severity-map.toml", &["demo.toml", "raspberry-pi.toml", "jetson.toml"][..]),
+        (
+            "severity-map.toml",
+            &["demo.toml", "raspberry-pi.toml", "jetson.toml"][..],
+        ),
         ("oracle-map.toml", &["camera-only.toml"][..]),
     ];
     for (map, configs) in sets {

@@ -54,7 +54,10 @@ fn features_move_with_severity_as_their_estimators_say() {
         (JpegCompression, "blockiness", true),
     ];
     for (c, name, rises) in cases {
-        let v: Vec<f64> = [0, 1, 3, 5].iter().map(|&s| mean_feature(c, s, name)).collect();
+        let v: Vec<f64> = [0, 1, 3, 5]
+            .iter()
+            .map(|&s| mean_feature(c, s, name))
+            .collect();
         let ordered = |a: f64, b: f64| if rises { a < b } else { a > b };
         assert!(
             v.windows(2).all(|w| ordered(w[0], w[1])),
@@ -67,7 +70,10 @@ fn features_move_with_severity_as_their_estimators_say() {
     let clear = mean_feature(Fog, 0, "dark_channel");
     for s in [1, 3, 5] {
         let fog = mean_feature(Fog, s, "dark_channel");
-        assert!(fog > 5.0 * clear, "dark channel {fog} at fog {s}, clear {clear}");
+        assert!(
+            fog > 5.0 * clear,
+            "dark channel {fog} at fog {s}, clear {clear}"
+        );
     }
 }
 
@@ -141,7 +147,10 @@ fn the_oracle_eval_keeps_its_contract_and_its_group_accuracy() {
     let stretches = stream["stretches"].as_array().unwrap();
     let late: Vec<_> = stretches
         .iter()
-        .filter(|s| s["corruption"] == "gaussian_noise" || (s["corruption"] == "fog" && s["severity"].as_u64() >= Some(3)))
+        .filter(|s| {
+            s["corruption"] == "gaussian_noise"
+                || (s["corruption"] == "fog" && s["severity"].as_u64() >= Some(3))
+        })
         .filter(|s| !within(s))
         .collect();
     assert!(late.is_empty(), "{late:?}");
@@ -184,6 +193,8 @@ fn a_head_from_another_set_is_refused() {
     std::fs::write(&dm, serde_json::to_string_pretty(&m).unwrap()).unwrap();
     let (code, _, err) = eval();
     assert_ne!(code, 0);
-    assert!(err.contains("model_crc32c: made for the set whose clean model"), "{err}");
+    assert!(
+        err.contains("model_crc32c: made for the set whose clean model"),
+        "{err}"
+    );
 }
-

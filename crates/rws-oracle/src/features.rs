@@ -79,26 +79,78 @@ const BINS: usize = 32;
 /// Floor inside the logarithms (variance-like features span decades; ln keeps them linear-ish).
 const EPS: f64 = 1e-6;
 
-/// A read-only view of the image with clipped samples.
+/// A read-only view of the image: samples clipped, and the gray level and channel minimum of
+/// every pixel, each computed once (the neighbourhood statistics read each pixel up to 16
+/// times).
 struct View<'a> {
     h: usize,
     w: usize,
+    /// Clipped samples, interleaved RGB.
     d: &'a [f32],
+    gray: &'a [f32],
+    min: &'a [f32],
 }
 
 impl View<'_> {
     fn rgb(&self, y: usize, x: usize) -> [f32; 3] {
         let i = (y * self.w + x) * 3;
-        [clip(self.d[i]), clip(self.d[i + 1]), clip(self.d[i + 2])]
+        [self.d[i], self.d[i + 1], self.d[i + 2]]
     }
 
     fn gray(&self, y: usize, x: usize) -> f32 {
-        let [r, g, b] = self.rgb(y, x);
-        0.299 * r + 0.587 * g + 0.114 * b
+        self.gray[y * self.w + x]
+    }
+
+    /// The smallest channel of a pixel (the dark channel's input).
+    fn min_channel(&self, y: usize, x: usize) -> f32 {
+        self.min[y * self.w + x]
     }
 
     fn channel(&self, y: usize, x: usize, c: usize) -> f32 {
-        clip(self.d[(y * self.w + x) * 3 + c])
+        self.d[(y * self.w + x) * 3 + c]
+    }
+}
+
+/// Rec. 601 luma of clipped samples.
+fn luma([r, g, b]: [f32; 3]) -> f32 {
+    0.299 * r + 0.587 * g + 0.114 * b
+}
+
+/// The planes [`View`] reads, kept from frame to frame: a stream of frames of one size
+/// allocates them once.
+#[derive(Clone, Debug, Default)]
+pub struct Extractor {
+    clipped: Vec<f32>,
+    gray: Vec<f32>,
+    min: Vec<f32>,
+}
+
+impl Extractor {
+    /// The features of `image` (as [`extract`]; allocates only when the size changes).
+    pub fn extract(&mut self, image: &Image) -> Features {
+        let (h, w) = (image.height, image.width);
+        let n = h * w;
+        if image.data.len() < n * 3 || n == 0 {
+            return [0.0; N_FEATURES];
+        }
+        self.clipped.clear();
+        self.clipped
+            .extend(image.data[..n * 3].iter().map(|&v| clip(v)));
+        self.gray.clear();
+        self.min.clear();
+        for px in self.clipped.chunks_exact(3) {
+            let rgb = [px[0], px[1], px[2]];
+            self.gray.push(luma(rgb));
+            self.min.push(rgb[0].min(rgb[1]).min(rgb[2]));
+        }
+        let v = View {
+            h,
+            w,
+            d: &self.clipped,
+            gray: &self.gray,
+            min: &self.min,
+        };
+        features(&v)
     }
 }
 
@@ -160,27 +212,24 @@ struct LocalSums {
 }
 
 /// The features of `image` (any size; an image smaller than 3×3 gets zeros for the
-/// neighbourhood statistics).
+/// neighbourhood statistics). Allocates its working planes; a frame loop keeps an
+/// [`Extractor`] instead.
 pub fn extract(image: &Image) -> Features {
-    let v = View {
-        h: image.height,
-        w: image.width,
-        d: &image.data[..image.data.len().min(image.height * image.width * 3)],
-    };
-    if v.d.len() < v.h * v.w * 3 || v.h == 0 || v.w == 0 {
-        return [0.0; N_FEATURES];
-    }
+    Extractor::default().extract(image)
+}
+
+fn features(v: &View) -> Features {
     let mut p = PixelSums::default();
     let mut l = LocalSums::default();
     for y in 0..v.h {
         for x in 0..v.w {
-            pixel(&v, y, x, &mut p);
+            pixel(v, y, x, &mut p);
             if y >= 1 && x >= 1 && y + 1 < v.h && x + 1 < v.w {
-                local(&v, y, x, &mut l);
+                local(v, y, x, &mut l);
             }
         }
     }
-    finish(&p, &l, local_contrast(&v))
+    finish(&p, &l, local_contrast(v))
 }
 
 fn pixel(v: &View, y: usize, x: usize, p: &mut PixelSums) {
@@ -240,8 +289,7 @@ fn local(v: &View, y: usize, x: usize, l: &mut LocalSums) {
     for (k, slot) in n.iter_mut().enumerate() {
         let (yy, xx) = (y + k / 3 - 1, x + k % 3 - 1);
         *slot = v.gray(yy, xx);
-        let [r, g, b] = v.rgb(yy, xx);
-        dark = dark.min(r.min(g).min(b));
+        dark = dark.min(v.min_channel(yy, xx));
     }
     l.n += 1.0;
     let mask =

@@ -1,11 +1,12 @@
 //! The oracle's whole per-frame step, as rwsd runs it and `rws bench` times it: the model input
 //! (`[3, h, w]` planes, normalized) back to pixels, the features, the head and the tracker. It
-//! owns the one image buffer the step needs, so a steady stream allocates nothing.
+//! owns the image and feature planes the step needs (sized on the first frame), so a steady
+//! stream allocates nothing.
 
 use rws_image::tensor::Normalize;
 use rws_image::Image;
 
-use crate::features::extract;
+use crate::features::Extractor;
 use crate::head::Head;
 use crate::track::{Hysteresis, Tracker};
 
@@ -15,6 +16,7 @@ pub struct FrameOracle {
     head: Head,
     tracker: Tracker,
     image: Image,
+    extractor: Extractor,
 }
 
 impl FrameOracle {
@@ -24,6 +26,7 @@ impl FrameOracle {
             tracker: Tracker::new(head.classes().len(), h),
             head,
             image: Image::new(height, width),
+            extractor: Extractor::default(),
         }
     }
 
@@ -33,7 +36,7 @@ impl FrameOracle {
     /// input to the model).
     pub fn observe(&mut self, input: &[f32], norm: &Normalize) -> Option<usize> {
         if planes_to_image(input, norm, &mut self.image) {
-            let features = extract(&self.image);
+            let features = self.extractor.extract(&self.image);
             self.tracker.update(&self.head.predict(&features));
         }
         self.tracker.engaged()

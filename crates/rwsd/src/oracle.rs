@@ -145,7 +145,13 @@ impl Oracle {
             clean: self.frame.tracker().probs().first().copied().unwrap_or(0.0),
             engaged: self.frame.tracker().engaged().map(|c| self.class(c)),
             p,
-            severity: self.frame.tracker().severity().get(top).copied().unwrap_or(0.0),
+            severity: self
+                .frame
+                .tracker()
+                .severity()
+                .get(top)
+                .copied()
+                .unwrap_or(0.0),
             top: self.class(top),
         }
     }
@@ -159,7 +165,11 @@ impl Oracle {
         OracleStatus {
             file: self.file.clone(),
             frames: self.frames,
-            engaged: self.frame.tracker().engaged().map(|c| self.class(c).to_string()),
+            engaged: self
+                .frame
+                .tracker()
+                .engaged()
+                .map(|c| self.class(c).to_string()),
             clean: round(probs.first().copied().unwrap_or(0.0)),
             top: order
                 .iter()
@@ -176,7 +186,11 @@ impl Oracle {
     }
 
     fn class(&self, c: usize) -> &str {
-        self.frame.head().classes().get(c).map_or("", String::as_str)
+        self.frame
+            .head()
+            .classes()
+            .get(c)
+            .map_or("", String::as_str)
     }
 
     /// The most probable corruption class (never `clean`) and its smoothed probability.

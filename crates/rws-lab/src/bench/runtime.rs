@@ -259,13 +259,21 @@ fn steady(
 }
 
 /// Times the camera-only oracle's per-frame step on the bench frame, at the model's input size.
-fn oracle(shape: &[usize], x: &[f32], opts: &Options, report: &mut Report) -> Result<(), BenchError> {
+fn oracle(
+    shape: &[usize],
+    x: &[f32],
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), BenchError> {
     let &[_, 3, h, w] = shape else {
-        return Err(BenchError::Setup(format!("input shape {shape:?} is not 1×3×H×W")));
+        return Err(BenchError::Setup(format!(
+            "input shape {shape:?} is not 1×3×H×W"
+        )));
     };
     let (head, name) = match &opts.oracle_head {
         Some(p) => {
-            let f = rws_oracle::OracleFile::open(p).map_err(|e| BenchError::Setup(e.to_string()))?;
+            let f =
+                rws_oracle::OracleFile::open(p).map_err(|e| BenchError::Setup(e.to_string()))?;
             (f.head, p.display().to_string())
         }
         None => (
@@ -302,7 +310,11 @@ pub fn synthetic_head(hidden: usize) -> Result<rws_oracle::Head, BenchError> {
         d
     };
     let classes: Vec<String> = std::iter::once("clean".to_string())
-        .chain(crate::corrupt::Corruption::ALL.iter().map(|c| c.name().to_string()))
+        .chain(
+            crate::corrupt::Corruption::ALL
+                .iter()
+                .map(|c| c.name().to_string()),
+        )
         .collect();
     let n = classes.len();
     let parts = Parts {
