@@ -125,47 +125,7 @@ impl OracleFile {
             bytes: body,
             at: 8,
         };
-        let version = r.u16("version")?;
-        if version != VERSION {
-            return Err(err(
-                path,
-                "version",
-                format!("{version}, this reader knows {VERSION}"),
-            ));
-        }
-        let fv = r.u16("feature_version")?;
-        if fv != FEATURE_VERSION {
-            return Err(err(
-                path,
-                "feature_version",
-                format!("{fv}: trained on another feature bank (this build has {FEATURE_VERSION})"),
-            ));
-        }
-        let nf = usize::from(r.u16("features")?);
-        if nf != N_FEATURES {
-            return Err(err(
-                path,
-                "features",
-                format!("{nf}, expected {N_FEATURES}"),
-            ));
-        }
-        let nc = usize::from(r.u16("classes")?);
-        if !(2..=MAX_CLASSES).contains(&nc) {
-            return Err(err(
-                path,
-                "classes",
-                format!("{nc}, expected 2 to {MAX_CLASSES}"),
-            ));
-        }
-        let nh = usize::from(r.u16("hidden")?);
-        if nh > MAX_HIDDEN {
-            return Err(err(path, "hidden", format!("{nh}, at most {MAX_HIDDEN}")));
-        }
-        let height = usize::from(r.u16("height")?);
-        let width = usize::from(r.u16("width")?);
-        if height == 0 || width == 0 {
-            return Err(err(path, "input", "input size must not be zero"));
-        }
+        let (nc, nh, height, width) = header(&mut r)?;
         let model_crc32c = r.u32("model_crc32c")?;
         let classes = r.names(nc)?;
         let floats = float_count(nc, nh);
@@ -271,6 +231,54 @@ impl OracleFile {
         }
         Ok(())
     }
+}
+
+/// The counts after the magic, each checked against its bound: (classes, hidden units, input
+/// height, input width).
+fn header(r: &mut Reader<'_>) -> Result<(usize, usize, usize, usize), OracleError> {
+    let path = r.path;
+    let version = r.u16("version")?;
+    if version != VERSION {
+        return Err(err(
+            path,
+            "version",
+            format!("{version}, this reader knows {VERSION}"),
+        ));
+    }
+    let fv = r.u16("feature_version")?;
+    if fv != FEATURE_VERSION {
+        return Err(err(
+            path,
+            "feature_version",
+            format!("{fv}: trained on another feature bank (this build has {FEATURE_VERSION})"),
+        ));
+    }
+    let nf = usize::from(r.u16("features")?);
+    if nf != N_FEATURES {
+        return Err(err(
+            path,
+            "features",
+            format!("{nf}, expected {N_FEATURES}"),
+        ));
+    }
+    let nc = usize::from(r.u16("classes")?);
+    if !(2..=MAX_CLASSES).contains(&nc) {
+        return Err(err(
+            path,
+            "classes",
+            format!("{nc}, expected 2 to {MAX_CLASSES}"),
+        ));
+    }
+    let nh = usize::from(r.u16("hidden")?);
+    if nh > MAX_HIDDEN {
+        return Err(err(path, "hidden", format!("{nh}, at most {MAX_HIDDEN}")));
+    }
+    let height = usize::from(r.u16("height")?);
+    let width = usize::from(r.u16("width")?);
+    if height == 0 || width == 0 {
+        return Err(err(path, "input", "input size must not be zero"));
+    }
+    Ok((nc, nh, height, width))
 }
 
 /// f32 values a head with `nc` classes and `nh` hidden units stores.

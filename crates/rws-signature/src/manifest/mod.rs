@@ -205,6 +205,31 @@ impl Expected {
     }
 }
 
+/// The fields every file entry has (the model, each signature, the oracle head): a CRC-32C of
+/// 8 hex digits, a SHA-256 of 64 where given, a plain file name. `at` names the entry in errors.
+fn check_entry(
+    path: &Path,
+    at: &str,
+    crc32c: &str,
+    sha256: Option<&str>,
+    file: &str,
+) -> Result<(), ManifestError> {
+    if parse_crc(crc32c).is_none() {
+        return Err(err(path, format!("{at}.crc32c"), "must be 8 hex digits"));
+    }
+    if sha256.is_some_and(|t| parse_sha256(t).is_none()) {
+        return Err(err(path, format!("{at}.sha256"), "must be 64 hex digits"));
+    }
+    if !plain_file_name(file) {
+        return Err(err(
+            path,
+            format!("{at}.file"),
+            "must be a file name in the manifest's directory",
+        ));
+    }
+    Ok(())
+}
+
 /// The largest manifest read: a thousand signatures take about 250 KiB.
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
@@ -250,23 +275,13 @@ impl Manifest {
                 e.to_string(),
             )
         })?;
-        if parse_crc(&m.model.crc32c).is_none() {
-            return Err(err(path, "model.crc32c", "must be 8 hex digits"));
-        }
-        if m.model
-            .sha256
-            .as_deref()
-            .is_some_and(|t| parse_sha256(t).is_none())
-        {
-            return Err(err(path, "model.sha256", "must be 64 hex digits"));
-        }
-        if !plain_file_name(&m.model.file) {
-            return Err(err(
-                path,
-                "model.file",
-                "must be a file name in the manifest's directory",
-            ));
-        }
+        check_entry(
+            path,
+            "model",
+            &m.model.crc32c,
+            m.model.sha256.as_deref(),
+            &m.model.file,
+        )?;
         for (i, s) in m.signatures.iter().enumerate() {
             if m.signatures[..i]
                 .iter()
@@ -278,48 +293,11 @@ impl Manifest {
                     format!("'{}' listed twice", s.corruption),
                 ));
             }
-            if parse_crc(&s.crc32c).is_none() {
-                return Err(err(
-                    path,
-                    format!("signatures[{i}].crc32c"),
-                    "must be 8 hex digits",
-                ));
-            }
-            if s.sha256
-                .as_deref()
-                .is_some_and(|t| parse_sha256(t).is_none())
-            {
-                return Err(err(
-                    path,
-                    format!("signatures[{i}].sha256"),
-                    "must be 64 hex digits",
-                ));
-            }
-            if !plain_file_name(&s.file) {
-                return Err(err(
-                    path,
-                    format!("signatures[{i}].file"),
-                    "must be a file name in the manifest's directory",
-                ));
-            }
+            let at = format!("signatures[{i}]");
+            check_entry(path, &at, &s.crc32c, s.sha256.as_deref(), &s.file)?;
         }
         if let Some(o) = &m.oracle {
-            if parse_crc(&o.crc32c).is_none() {
-                return Err(err(path, "oracle.crc32c", "must be 8 hex digits"));
-            }
-            if o.sha256
-                .as_deref()
-                .is_some_and(|t| parse_sha256(t).is_none())
-            {
-                return Err(err(path, "oracle.sha256", "must be 64 hex digits"));
-            }
-            if !plain_file_name(&o.file) {
-                return Err(err(
-                    path,
-                    "oracle.file",
-                    "must be a file name in the manifest's directory",
-                ));
-            }
+            check_entry(path, "oracle", &o.crc32c, o.sha256.as_deref(), &o.file)?;
         }
         Ok(m)
     }
