@@ -61,6 +61,25 @@ pub fn override_request(setting: &str, ttl_s: Option<f64>) -> Result<Request> {
 }
 
 /// The status as `rwsctl status` prints it.
+/// The camera-only oracle's line: what it has engaged, what it sees, and how often it changed
+/// its mind (a rising `switches` on a fixed camera is flapping).
+fn oracle_line(o: &crate::protocol::OracleStatus) -> String {
+    let top: Vec<String> = o
+        .top
+        .iter()
+        .map(|c| format!("{} {:.2} (severity {:.1})", c.class, c.p, c.severity))
+        .collect();
+    format!(
+        "oracle engaged={} clean {:.2}, then {}; frames={} engagements={} switches={}\n",
+        o.engaged.as_deref().unwrap_or("none"),
+        o.clean,
+        top.join(", "),
+        o.frames,
+        o.engagements,
+        o.switches
+    )
+}
+
 pub fn format_status(s: &Status) -> String {
     let mut out = format!(
         "config {}  t={}s  frames {} ({} errors)\n",
@@ -105,6 +124,9 @@ pub fn format_status(s: &Status) -> String {
             c.too_long,
             c.binary,
         ));
+    }
+    if let Some(o) = &s.oracle {
+        out.push_str(&oracle_line(o));
     }
     // Only the threads worth a technician's look: a running thread that never panicked is
     // the normal case and would only bury the ones that matter.
@@ -200,7 +222,23 @@ mod tests {
             ..Default::default()
         });
         s.last_reload_error = Some("x.toml:3: policy: bad".into());
+        s.oracle = Some(crate::protocol::OracleStatus {
+            engaged: Some("fog".into()),
+            clean: 0.05,
+            top: vec![crate::protocol::OracleClass {
+                class: "fog".into(),
+                p: 0.93,
+                severity: 3.06,
+            }],
+            frames: 12,
+            engagements: 1,
+            ..Default::default()
+        });
         let text = format_status(&s);
+        assert!(
+            text.contains("oracle engaged=fog clean 0.05, then fog 0.93 (severity 3.1); frames=12 engagements=1 switches=0\n"),
+            "{text}"
+        );
         assert!(text.contains("active: fog=0.5\n"), "{text}");
         assert!(text.contains("STALE"), "{text}");
         assert!(text.contains("last reload failed: x.toml:3"), "{text}");
