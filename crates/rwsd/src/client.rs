@@ -61,6 +61,22 @@ pub fn override_request(setting: &str, ttl_s: Option<f64>) -> Result<Request> {
 }
 
 /// The status as `rwsctl status` prints it.
+/// One sensor's line: fresh or stale, connected, and its counters.
+fn sensor_line(sensor: &crate::protocol::SensorStatus) -> String {
+    let c = &sensor.counters;
+    format!(
+        "sensor {:<16} {:<5} connected={} readings={} bad={} (checksum {}, too long {}, binary {})\n",
+        sensor.name,
+        if sensor.fresh { "ok" } else { "STALE" },
+        sensor.connected,
+        c.readings,
+        c.bad,
+        c.checksum,
+        c.too_long,
+        c.binary,
+    )
+}
+
 /// The camera-only oracle's line: what it has engaged, what it sees, and how often it changed
 /// its mind (a rising `switches` on a fixed camera is flapping).
 fn oracle_line(o: &crate::protocol::OracleStatus) -> String {
@@ -112,18 +128,7 @@ pub fn format_status(s: &Status) -> String {
         out.push_str(&format!("signature set: {}\n", s.signature_set));
     }
     for sensor in &s.sensors {
-        let c = &sensor.counters;
-        out.push_str(&format!(
-            "sensor {:<16} {:<5} connected={} readings={} bad={} (checksum {}, too long {}, binary {})\n",
-            sensor.name,
-            if sensor.fresh { "ok" } else { "STALE" },
-            sensor.connected,
-            c.readings,
-            c.bad,
-            c.checksum,
-            c.too_long,
-            c.binary,
-        ));
+        out.push_str(&sensor_line(sensor));
     }
     if let Some(o) = &s.oracle {
         out.push_str(&oracle_line(o));

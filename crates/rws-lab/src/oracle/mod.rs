@@ -91,6 +91,16 @@ impl Samples {
     }
 }
 
+/// Why a head could not be trained.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Corrupt(#[from] CorruptError),
+    /// The fitted head is unusable (a fit that diverged to non-finite weights).
+    #[error("the fitted head is unusable: {0} (try a smaller learning rate)")]
+    Fit(String),
+}
+
 /// What `rws oracle train` is asked to do.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Config {
@@ -162,7 +172,7 @@ pub fn train(
     config: &Config,
     model_crc32c: u32,
     side: usize,
-) -> Result<(OracleFile, Report), CorruptError> {
+) -> Result<(OracleFile, Report), TrainError> {
     let preset: Preset = config.preset.parse()?;
     let picked = train.spread(config.images);
     let cut = ((1.0 - config.holdout) * picked.len() as f64).round() as usize;
@@ -179,7 +189,7 @@ pub fn train(
     let clean_weight = config.severities.len() as f32;
     let mut candidates = Vec::new();
     for f in &config.candidates {
-        let head = fit_head(&fit_rows, f, config.ridge, clean_weight);
+        let head = fit_head(&fit_rows, f, config.ridge, clean_weight)?;
         candidates.push(measure(head, &hold_rows, f));
     }
     let chosen = choose(&candidates);
@@ -189,14 +199,14 @@ pub fn train(
             &config.candidates[chosen],
             config.ridge,
             clean_weight,
-        ),
+        )?,
         &hold_rows,
     );
     let mut all = fit_rows;
     all.rows.extend(hold_rows.rows);
     all.class.extend(hold_rows.class);
     all.severity.extend(hold_rows.severity);
-    let head = fit_head(&all, &config.candidates[chosen], config.ridge, clean_weight);
+    let head = fit_head(&all, &config.candidates[chosen], config.ridge, clean_weight)?;
     let why = why(&candidates, chosen);
     let report = Report {
         config: config.clone(),
@@ -215,7 +225,7 @@ pub fn train(
 }
 
 /// Fits standardization, the classifier and one severity regression per corruption.
-fn fit_head(s: &Samples, f: &Fit, ridge: f64, clean_weight: f32) -> Head {
+fn fit_head(s: &Samples, f: &Fit, ridge: f64, clean_weight: f32) -> Result<Head, TrainError> {
     let (mean, scale) = fit::standardize(&s.rows);
     let z = fit::apply(&s.rows, &mean, &scale);
     let classes = class_names();
@@ -242,8 +252,8 @@ fn fit_head(s: &Samples, f: &Fit, ridge: f64, clean_weight: f32) -> Head {
         out,
         severity,
     };
-    // Shapes are this function's own; a non-finite weight would be a training bug.
-    Head::new(parts).expect("a head fitted here has consistent shapes and finite weights")
+    // Shapes are this function's own; a non-finite weight is a fit that diverged.
+    Head::new(parts).map_err(TrainError::Fit)
 }
 
 fn measure(mut head: Head, s: &Samples, f: &Fit) -> Candidate {
