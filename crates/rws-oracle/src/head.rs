@@ -59,14 +59,20 @@ pub struct Prediction<'a> {
 impl Prediction<'_> {
     /// The most probable class (first on ties) and its probability.
     pub fn best(&self) -> (usize, f32) {
-        let mut best = 0;
-        for (i, &p) in self.probs.iter().enumerate() {
-            if p > self.probs[best] {
-                best = i;
-            }
-        }
-        (best, self.probs.get(best).copied().unwrap_or(0.0))
+        argmax(self.probs)
     }
+}
+
+/// The index of the largest value (the first on ties) and the value; `(0, 0.0)` for an empty
+/// slice. Every "most probable class" of the crate and of rwsd goes through this one rule.
+pub fn argmax(v: &[f32]) -> (usize, f32) {
+    let mut best = 0;
+    for (i, &p) in v.iter().enumerate() {
+        if p > v[best] {
+            best = i;
+        }
+    }
+    (best, v.get(best).copied().unwrap_or(0.0))
 }
 
 /// The head's parameters and its per-frame buffers.

@@ -135,13 +135,7 @@ impl Tracker {
     }
 
     fn best(&self) -> (usize, f32) {
-        let mut best = 0;
-        for (i, &p) in self.probs.iter().enumerate() {
-            if p > self.probs[best] {
-                best = i;
-            }
-        }
-        (best, self.probs.get(best).copied().unwrap_or(0.0))
+        crate::head::argmax(&self.probs)
     }
 }
 

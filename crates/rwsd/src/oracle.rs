@@ -196,13 +196,8 @@ impl Oracle {
     /// The most probable corruption class (never `clean`) and its smoothed probability.
     fn top_corruption(&self) -> (usize, f32) {
         let probs = self.frame.tracker().probs();
-        let mut best = 1.min(probs.len().saturating_sub(1));
-        for (i, &p) in probs.iter().enumerate().skip(1) {
-            if p > probs[best] {
-                best = i;
-            }
-        }
-        (best, probs.get(best).copied().unwrap_or(0.0))
+        let (i, p) = rws_oracle::head::argmax(probs.get(1..).unwrap_or(&[]));
+        (i + 1, p)
     }
 }
 
