@@ -70,6 +70,33 @@ impl Arch {
         }
     }
 
+    /// The deeper demo network: eight convolutions (8-8-16-16-16-32-32-32) and three pools on
+    /// 32×32, so that K = 5 patches only the shallow part (5 of 9 weight layers), the setting of
+    /// the paper's Fig. 2 and Table 1; about twice the demo's multiply-adds. Issue 16's lever
+    /// study (docs/results/levers/) trains it beside the demo network.
+    pub fn demo_deep() -> Self {
+        use Stage::*;
+        Arch {
+            name: "vgg-demo-deep".into(),
+            side: 32,
+            classes: 10,
+            stages: vec![
+                Conv(8),
+                Conv(8),
+                Pool,
+                Conv(16),
+                Conv(16),
+                Conv(16),
+                Pool,
+                Conv(32),
+                Conv(32),
+                Conv(32),
+                Pool,
+            ],
+            batch_norm: false,
+        }
+    }
+
     /// VGG-16 for 32×32 inputs (CIFAR layout), 14.7 M parameters; for a CUDA host.
     pub fn vgg16() -> Self {
         use Stage::*;
@@ -106,10 +133,11 @@ impl Arch {
         }
     }
 
-    /// By name: `demo`, `vgg16` or `vgg11-bn-224`.
+    /// By name: `demo`, `demo-deep`, `vgg16` or `vgg11-bn-224`.
     pub fn by_name(name: &str) -> Option<Self> {
         match name {
             "demo" | "vgg-demo" => Some(Self::demo()),
+            "demo-deep" | "vgg-demo-deep" => Some(Self::demo_deep()),
             "vgg16" => Some(Self::vgg16()),
             "vgg11-bn-224" => Some(Self::vgg11_bn_224()),
             _ => None,
@@ -316,6 +344,21 @@ impl Arch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deep_demo_leaves_its_deep_layers_out_of_k5() {
+        let deep = Arch::demo_deep();
+        let weights: Vec<String> = deep
+            .param_shapes()
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.ends_with(".weight"))
+            .collect();
+        // 8 convolutions and the classifier: K = 5 stops at the third 16-channel convolution.
+        assert_eq!(weights.len(), 9);
+        assert_eq!(weights[4], "features.9.weight");
+        assert_eq!(Arch::by_name("demo-deep"), Some(deep));
+    }
 
     #[test]
     fn vgg16_shallow_layers_are_the_papers() {

@@ -145,10 +145,99 @@ impl Net {
 pub enum Augment {
     /// The clean images.
     Clean,
-    /// Every image corrupted by one corruption at one severity (fresh noise each epoch).
-    One(Corruption, u8),
-    /// Every image corrupted by a corruption drawn uniformly from all 19, at one severity.
-    Mixed(u8),
+    /// Every image corrupted by one corruption at the given severities (fresh noise each epoch).
+    One(Corruption, Severities),
+    /// Every image corrupted by a corruption drawn uniformly from all 19, at the given severities.
+    Mixed(Severities),
+}
+
+/// The training severities of a robust or augmented run: one level (the paper's default, 5) or
+/// a range drawn uniformly per image and epoch (the "mix of 3–5" lever of issue 16). Written
+/// `5` or `3-5`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Severities {
+    lo: u8,
+    hi: u8,
+}
+
+/// A severity range that is not one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("severity '{given}': {reason}")]
+pub struct SeverityError {
+    given: String,
+    reason: &'static str,
+}
+
+impl Severities {
+    /// One level.
+    pub fn one(level: u8) -> Result<Self, SeverityError> {
+        Self::range(level, level)
+    }
+
+    /// Every level from `lo` to `hi`, inclusive.
+    pub fn range(lo: u8, hi: u8) -> Result<Self, SeverityError> {
+        let err = |reason| {
+            Err(SeverityError {
+                given: format!("{lo}-{hi}"),
+                reason,
+            })
+        };
+        if !(1..=5).contains(&lo) || !(1..=5).contains(&hi) {
+            return err("levels are 1 to 5");
+        }
+        if lo > hi {
+            return err("the range runs from low to high");
+        }
+        Ok(Severities { lo, hi })
+    }
+
+    /// The highest level: what a manifest and a `.rws` header record as the training severity.
+    pub fn max(self) -> u8 {
+        self.hi
+    }
+
+    /// The level for the image corrupted with noise seed `seed`. A single level draws nothing,
+    /// so single-severity runs (the shipped demo) make the same images as before ranges existed.
+    fn pick(self, seed: u64) -> u8 {
+        if self.lo == self.hi {
+            return self.lo;
+        }
+        let span = u64::from(self.hi - self.lo) + 1;
+        // A stream apart from the one that picks Mixed's corruption from the same seed.
+        let draw = Rng::new(seed ^ 0x5EE5_5EE5_5EE5_5EE5).below(span);
+        self.lo + draw as u8
+    }
+}
+
+impl std::str::FromStr for Severities {
+    type Err = SeverityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let level = |t: &str| {
+            t.trim().parse::<u8>().map_err(|_| SeverityError {
+                given: s.to_string(),
+                reason: "write one level (5) or a range (3-5)",
+            })
+        };
+        match s.split_once('-') {
+            None => Self::one(level(s)?),
+            Some((lo, hi)) => Self::range(level(lo)?, level(hi)?),
+        }
+        .map_err(|e| SeverityError {
+            given: s.to_string(),
+            ..e
+        })
+    }
+}
+
+impl std::fmt::Display for Severities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
 }
 
 /// Hyperparameters of one run.
@@ -218,12 +307,45 @@ pub fn augmented(
             let s = base.wrapping_add(i as u64);
             Ok(match augment {
                 Augment::Clean => img.clone(),
-                Augment::One(c, sev) => corrupt(img, c, sev, preset, s)?,
+                Augment::One(c, sev) => corrupt(img, c, sev.pick(s), preset, s)?,
                 Augment::Mixed(sev) => {
                     let c = Corruption::ALL[Rng::new(s).below(19) as usize];
-                    corrupt(img, c, sev, preset, s)?
+                    corrupt(img, c, sev.pick(s), preset, s)?
                 }
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_parse_one_level_or_a_range() {
+        assert_eq!("5".parse(), Severities::one(5));
+        assert_eq!(
+            "3-5".parse::<Severities>().map(|s| s.to_string()),
+            Ok("3-5".into())
+        );
+        for bad in ["0", "6", "5-3", "3-", "x", "2-9", ""] {
+            let err = bad.parse::<Severities>().expect_err(bad);
+            assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_range_draws_every_level_and_only_those() {
+        let mix = Severities::range(3, 5).expect("range");
+        let mut seen = [0usize; 6];
+        for seed in 0..600 {
+            seen[usize::from(mix.pick(seed))] += 1;
+        }
+        assert_eq!(&seen[..3], &[0, 0, 0]);
+        assert!(
+            seen[3..].iter().all(|&n| (150..250).contains(&n)),
+            "{seen:?}"
+        );
+        assert_eq!(Severities::one(4).expect("one").pick(7), 4);
+    }
 }

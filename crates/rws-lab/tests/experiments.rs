@@ -536,3 +536,45 @@ fn the_committed_tables_hold_their_contract() {
             .starts_with("<svg")
     );
 }
+
+/// docs/results/levers/: one run file per lever (`scripts/levers`), each a whole training run
+/// scored as Table 1; `rws levers` on them gives the committed levers.json, and every run keeps
+/// the clean model when its signatures are off.
+#[test]
+fn the_lever_runs_make_the_committed_lever_table() {
+    let dir = repo().join("docs/results/levers");
+    let mut runs: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".json"))
+        .collect();
+    runs.sort();
+    assert!(
+        runs.len() >= 2,
+        "the baseline and at least one lever: {runs:?}"
+    );
+    let mut args = vec!["levers", "--json"];
+    args.extend(runs.iter().map(String::as_str));
+    let (code, out, err) = rws(&args);
+    assert_eq!(code, 0, "{err}");
+    let mut made: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let text = std::fs::read_to_string(repo().join("docs/results/levers.json")).unwrap();
+    let mut committed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // The command names the files as the caller spelled them.
+    made["command"] = serde_json::Value::Null;
+    committed["command"] = serde_json::Value::Null;
+    assert_eq!(
+        made, committed,
+        "levers.json is stale: rerun the last line of scripts/levers"
+    );
+    for row in made["rows"].as_array().unwrap() {
+        assert_eq!(row["ta_clean"], row["ta_rws_off"], "{}", row["lever"]);
+        let share = row["gain_share"].as_f64().unwrap();
+        assert!((-1.0..=1.5).contains(&share), "{}: {share}", row["lever"]);
+    }
+    // Without the baseline nothing compares.
+    let lever = runs.iter().find(|p| !p.ends_with("shipped.json")).unwrap();
+    let (code, _, err) = rws(&["levers", lever.as_str()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("'shipped'"), "{err}");
+}

@@ -78,7 +78,10 @@ fn seeded_training_is_reproducible_and_learns() {
             &mut net,
             &images,
             &labels,
-            Augment::One(rws_lab::corrupt::Corruption::GaussianNoise, 3),
+            Augment::One(
+                rws_lab::corrupt::Corruption::GaussianNoise,
+                rws_lab::train::Severities::one(3).expect("severity"),
+            ),
             sched,
             |_, l| losses.push(l),
         )

@@ -8,6 +8,8 @@
 //!
 //! [`anatomy`] reads the signatures themselves (Fig. 2's per-layer norms, Fig. 4's similarity).
 //!
+//! [`levers`] compares whole training runs (issue 16's levers on the gain), each scored as Table 1.
+//!
 //! Everything is deterministic: the test split is fixed, image `i` is corrupted with seed
 //! `seed + i`, and each (corruption, severity) set is corrupted once and scored by every model
 //! that is compared on it.
@@ -16,6 +18,7 @@ pub mod anatomy;
 pub mod calibrate;
 pub mod compose;
 pub mod cross;
+pub mod levers;
 pub mod oracle;
 pub mod plot;
 pub mod storage;

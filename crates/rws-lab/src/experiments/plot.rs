@@ -10,6 +10,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::anatomy::{Layers, Similarity};
 use super::compose::Compose;
 use super::cross::Cross;
+use super::levers::Levers;
 use super::storage::Storage;
 use super::sweep::Sweep;
 use super::ExperimentError;
@@ -464,6 +465,87 @@ pub fn ksweep(k: &Storage) -> Result<String, ExperimentError> {
                 .collect();
             dotted_line(&mut chart, points, color, (2, 3), name)?;
         }
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Issue 16's levers: per training run, mean RA of its clean model, with its signatures and of
+/// its dedicated robust models (All Models), as grouped bars; the gain share above each group.
+pub fn levers(l: &Levers) -> Result<String, ExperimentError> {
+    let mut svg = String::new();
+    {
+        let n = l.rows.len().max(1);
+        let root =
+            SVGBackend::with_string(&mut svg, (160 + 110 * n as u32, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Levers on the gain (severity {}, α = {})",
+                    l.severity, l.alpha
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..105f64)
+            .map_err(plot_err)?;
+        let names: Vec<String> = l.rows.iter().map(|r| r.lever.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|v| {
+                let i = v.round();
+                // Only whole positions carry a name; plotters may ask for others.
+                if (v - i).abs() < 1e-6 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("training run")
+            .y_desc("mean RA (%)")
+            .draw()
+            .map_err(plot_err)?;
+        let bars: [(&str, RGBColor, fn(&super::levers::Row) -> f64); 3] = [
+            ("clean model", PALETTE[5], |r| r.mean_ra_clean),
+            ("clean + int8 signatures (K = 5)", PALETTE[1], |r| {
+                r.mean_ra_rws
+            }),
+            ("All Models (one robust model each)", PALETTE[0], |r| {
+                r.mean_ra_all_models
+            }),
+        ];
+        for (k, (label, color, value)) in bars.into_iter().enumerate() {
+            let x0 = k as f64 * 0.27 - 0.4;
+            chart
+                .draw_series(l.rows.iter().enumerate().map(|(i, r)| {
+                    let x = i as f64 + x0;
+                    Rectangle::new([(x, 0.0), (x + 0.25, value(r) * 100.0)], color.filled())
+                }))
+                .map_err(plot_err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
+                });
+        }
+        chart
+            .draw_series(l.rows.iter().enumerate().map(|(i, r)| {
+                let top = r.mean_ra_all_models.max(r.mean_ra_rws) * 100.0 + 2.0;
+                Text::new(
+                    format!("{:.0} %", r.gain_share * 100.0),
+                    (i as f64, top),
+                    ("sans-serif", 13)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )
+            }))
+            .map_err(plot_err)?;
         legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(plot_err)?;
     }

@@ -30,6 +30,7 @@ mod corrupt;
 mod eval;
 mod extract;
 mod inspect;
+mod levers;
 mod mode;
 mod moved;
 mod oracle;
@@ -59,6 +60,7 @@ enum Command {
     Inspect(inspect::Args),
     Keygen(trust::KeygenArgs),
     Layers(anatomy::LayersArgs),
+    Levers(levers::Args),
     Corrupt(corrupt::Args),
     Extract(extract::Args),
     Eval(eval::Args),
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Patch(args) => patch::run(&args),
         Command::Keygen(args) => trust::keygen(&args),
         Command::Layers(args) => anatomy::layers(&args),
+        Command::Levers(args) => levers::run(&args),
         Command::Similarity(args) => anatomy::similarity(&args),
         Command::Sign(args) => trust::sign(&args),
         Command::Replay(_) => moved::run("replay"),

@@ -13,7 +13,7 @@ use candle_core::Device;
 use rws_lab::arch::{Arch, Weights};
 use rws_lab::corrupt::{Corruption, Preset};
 use rws_lab::data;
-use rws_lab::train::{train, Augment, Net, Schedule};
+use rws_lab::train::{train, Augment, Net, Schedule, Severities};
 use rws_runtime::onnx::OnnxModel;
 use rws_signature::manifest::{checksum, Manifest, ModelEntry, SignatureEntry};
 
@@ -27,7 +27,8 @@ pub struct Args {
     /// demo, init, standard, robust or augment.
     #[arg(long, default_value = "demo")]
     recipe: String,
-    /// Architecture: demo (small VGG, CPU) or vgg16 (for a CUDA host).
+    /// Architecture: demo (small VGG, CPU), demo-deep (8 convolutions, CPU) or vgg16 (for a
+    /// CUDA host).
     #[arg(long, default_value = "demo")]
     arch: String,
     /// Dataset: mnist-5k, digits, or cifar10 (with --data DIR).
@@ -49,15 +50,19 @@ pub struct Args {
     /// MNIST digits shrug off CIFAR-10-C's noise and blur levels, so those would teach nothing.
     #[arg(long, default_value = "imagenet")]
     preset: String,
-    /// Training severity of the robust and augment recipes.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
-    severity: u8,
+    /// Training severity of the robust and augment recipes: one level (5) or a range drawn
+    /// per image (3-5). Manifests and signatures record the highest level.
+    #[arg(long, default_value = "5")]
+    severity: Severities,
     /// Epochs from scratch (θ0).
     #[arg(long, default_value_t = 6)]
     init_epochs: usize,
     /// Epochs of each continuation/fine-tune (θstd, θc, augment).
     #[arg(long, default_value_t = 2)]
     finetune_epochs: usize,
+    /// Learning rate (AdamW) of each continuation/fine-tune.
+    #[arg(long, default_value_t = 1e-3)]
+    finetune_lr: f64,
     /// Base seed; the recipe derives every other seed from it.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -147,7 +152,7 @@ impl Ctx {
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     let arch = Arch::by_name(&args.arch)
-        .with_context(|| format!("unknown --arch '{}' (demo, vgg16)", args.arch))?;
+        .with_context(|| format!("unknown --arch '{}' (demo, demo-deep, vgg16)", args.arch))?;
     let split = data::open_split(&args.dataset, args.data.as_deref())?;
     let preset: Preset = args.preset.parse()?;
     let ctx = Ctx {
@@ -157,7 +162,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         split,
         args_seed: args.seed,
     };
-    let fine = |a| (a, args.finetune_epochs, 1e-3);
+    let fine = |a| (a, args.finetune_epochs, args.finetune_lr);
     match args.recipe.as_str() {
         "demo" => demo(&ctx, args)?,
         "init" => {
@@ -227,7 +232,7 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
         &theta0,
         Augment::Clean,
         args.finetune_epochs,
-        1e-3,
+        args.finetune_lr,
         ft,
     )?;
     ctx.save(&std, &out.join("standard.onnx"))?;
@@ -238,7 +243,7 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
             &theta0,
             Augment::One(c, args.severity),
             args.finetune_epochs,
-            1e-3,
+            args.finetune_lr,
             ft,
         )?;
         let p = out.join("robust").join(format!("{}.onnx", c.name()));
@@ -250,7 +255,7 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
         &theta0,
         Augment::Mixed(args.severity),
         args.finetune_epochs,
-        1e-3,
+        args.finetune_lr,
         ft,
     )?;
     ctx.save(&aug, &out.join("augmented.onnx"))?;
@@ -260,7 +265,7 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
     let opts = rws_lab::extract::Options {
         selection: rws_lab::extract::Selection::Layers(5),
         dtype: rws_signature::DType::I8,
-        severity: args.severity,
+        severity: args.severity.max(),
         dataset: ctx.split.train.name.trim_end_matches("/train").to_string(),
         out_dir: sig_dir.clone(),
     };
@@ -296,7 +301,7 @@ fn demo(ctx: &Ctx, args: &Args) -> Result<()> {
             corruption: e.name.clone(),
             file: format!("{}.rws", e.name),
             group: c.group().to_string(),
-            severity: args.severity,
+            severity: args.severity.max(),
             crc32c: crc,
             bytes,
             sha256: None,
