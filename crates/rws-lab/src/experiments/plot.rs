@@ -471,6 +471,9 @@ pub fn ksweep(k: &Storage) -> Result<String, ExperimentError> {
     Ok(svg)
 }
 
+/// Which figure of a lever row a bar shows.
+type LeverValue = fn(&super::levers::Row) -> f64;
+
 /// Issue 16's levers: per training run, mean RA of its clean model, with its signatures and of
 /// its dedicated robust models (All Models), as grouped bars; the gain share above each group.
 pub fn levers(l: &Levers) -> Result<String, ExperimentError> {
@@ -511,7 +514,7 @@ pub fn levers(l: &Levers) -> Result<String, ExperimentError> {
             .y_desc("mean RA (%)")
             .draw()
             .map_err(plot_err)?;
-        let bars: [(&str, RGBColor, fn(&super::levers::Row) -> f64); 3] = [
+        let bars: [(&str, RGBColor, LeverValue); 3] = [
             ("clean model", PALETTE[5], |r| r.mean_ra_clean),
             ("clean + int8 signatures (K = 5)", PALETTE[1], |r| {
                 r.mean_ra_rws
