@@ -37,6 +37,13 @@ pub struct Arch {
 /// A BatchNormalization's parameters, in ONNX input order, by their PyTorch names.
 const BN_PARAMS: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
 
+/// Stages from a torchvision-style configuration: a channel count is a convolution, 0 a pool.
+fn stages(cfg: &[usize]) -> Vec<Stage> {
+    cfg.iter()
+        .map(|&c| if c == 0 { Stage::Pool } else { Stage::Conv(c) })
+        .collect()
+}
+
 /// A named f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
@@ -51,21 +58,11 @@ impl Arch {
     /// The demo network: five convolutions (8-8-16-16-32 channels) and three pools on 32×32,
     /// 14,066 parameters; trains in seconds per epoch on two cores.
     pub fn demo() -> Self {
-        use Stage::*;
         Arch {
             name: "vgg-demo".into(),
             side: 32,
             classes: 10,
-            stages: vec![
-                Conv(8),
-                Conv(8),
-                Pool,
-                Conv(16),
-                Conv(16),
-                Pool,
-                Conv(32),
-                Pool,
-            ],
+            stages: stages(&[8, 8, 0, 16, 16, 0, 32, 0]),
             batch_norm: false,
         }
     }
@@ -75,31 +72,17 @@ impl Arch {
     /// the paper's Fig. 2 and Table 1; about twice the demo's multiply-adds. Issue 16's lever
     /// study (docs/results/levers/) trains it beside the demo network.
     pub fn demo_deep() -> Self {
-        use Stage::*;
         Arch {
             name: "vgg-demo-deep".into(),
             side: 32,
             classes: 10,
-            stages: vec![
-                Conv(8),
-                Conv(8),
-                Pool,
-                Conv(16),
-                Conv(16),
-                Conv(16),
-                Pool,
-                Conv(32),
-                Conv(32),
-                Conv(32),
-                Pool,
-            ],
+            stages: stages(&[8, 8, 0, 16, 16, 16, 0, 32, 32, 32, 0]),
             batch_norm: false,
         }
     }
 
     /// VGG-16 for 32×32 inputs (CIFAR layout), 14.7 M parameters; for a CUDA host.
     pub fn vgg16() -> Self {
-        use Stage::*;
         let cfg = [
             64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
         ];
@@ -107,10 +90,7 @@ impl Arch {
             name: "vgg16".into(),
             side: 32,
             classes: 10,
-            stages: cfg
-                .iter()
-                .map(|&c| if c == 0 { Pool } else { Conv(c) })
-                .collect(),
+            stages: stages(&cfg),
             batch_norm: false,
         }
     }
@@ -119,16 +99,12 @@ impl Arch {
     /// layout), 15.0 M parameters, ~1.9 G multiply-adds: a model of the size and shape edge
     /// deployments run, with the BatchNorm layers tract folds into the convolutions.
     pub fn vgg11_bn_224() -> Self {
-        use Stage::*;
         let cfg = [32, 0, 64, 0, 128, 128, 0, 256, 256, 0, 256, 256, 0];
         Arch {
             name: "vgg11-bn-224".into(),
             side: 224,
             classes: 1000,
-            stages: cfg
-                .iter()
-                .map(|&c| if c == 0 { Pool } else { Conv(c) })
-                .collect(),
+            stages: stages(&cfg),
             batch_norm: true,
         }
     }
